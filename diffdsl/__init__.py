@@ -1,0 +1,28 @@
+"""diffdsl: a disciplined convex modeling language whose problems compile into
+differentiable solution maps θ ↦ z*.
+
+Switching from CVXPY is a change of import: ``import diffdsl as cp``.
+"""
+from importlib.metadata import PackageNotFoundError, version
+
+from .analysis import curvature_report, find_culprit
+from .atoms import *  # noqa: F403  (the public atom functions, listed in atoms.__all__)
+from .atoms import __all__ as _atom_names
+from .constraints import PSD, SOC, Constraint, Equality, ExpCone, Inequality, PowCone3D
+from .errors import DCPError, DiffdslError, DPPError, ParameterValueError, ShapeError
+from .expressions import Constant, Curvature, Expression, Monotonicity, Parameter, Sign, Variable
+from .problem import Maximize, Minimize, Objective, Problem
+
+try:
+    __version__ = version("diffdsl")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Variable", "Parameter", "Constant", "Expression", "Sign", "Curvature", "Monotonicity",
+    "Minimize", "Maximize", "Objective", "Problem",
+    "Constraint", "Equality", "Inequality", "PSD", "SOC", "ExpCone", "PowCone3D",
+    "DiffdslError", "DCPError", "DPPError", "ParameterValueError", "ShapeError",
+    "curvature_report", "find_culprit", "__version__",
+    *_atom_names,
+]

@@ -1,0 +1,220 @@
+"""Affine arithmetic: ``+``, unary ``-``, elementwise ``*``/``multiply``, ``@`` and ``/``.
+
+Products are affine only when one factor is constant (DCP). Under DPP a product is also
+allowed when one factor is affine in the parameters (and variable-free) and the other is
+parameter-free, so that problem data stay affine in the parameters — the rules CVXPY applies.
+Canonicalization: each is a linear map on the stacked variables; its coefficients are
+affine in the parameters.
+"""
+from __future__ import annotations
+
+from ..errors import ShapeError
+from ..expressions.dcp import Curvature, Monotonicity, Sign, mul_sign, sum_sign
+from ..expressions.expression import (PREC_ADD, PREC_MUL, PREC_UNARY, Expression,
+                                      as_expression)
+from ..expressions.shapes import Shape, broadcast, matmul_shape
+from .atom import Atom
+
+
+def is_param_affine(expr: Expression) -> bool:
+    """Variable-free and affine when parameters are treated as affine."""
+    return not expr.variables() and expr.is_affine(dpp=True)
+
+
+def is_param_free(expr: Expression) -> bool:
+    return not expr.parameters()
+
+
+def parenthesize(expr: Expression, min_prec: int) -> str:
+    text = expr.format()
+    return f"({text})" if expr.precedence < min_prec else text
+
+
+class AddExpression(Atom):
+    """Sum of arguments, broadcast elementwise."""
+
+    name = "add"
+    precedence = PREC_ADD
+    curvature_of_atom = Curvature.AFFINE
+    monotonicity_of_atom = Monotonicity.INCREASING
+
+    def shape_from_args(self) -> Shape:
+        return broadcast(*(a.shape for a in self.args), op="+")
+
+    def sign_from_args(self) -> Sign:
+        return sum_sign(a.sign for a in self.args)
+
+    def numeric(self, values):
+        return sum(values[1:], values[0])
+
+    def format(self) -> str:
+        text = parenthesize(self.args[0], PREC_ADD)
+        for a in self.args[1:]:
+            if isinstance(a, NegExpression):
+                text += " - " + parenthesize(a.args[0], PREC_MUL)
+            else:
+                text += " + " + parenthesize(a, PREC_ADD)
+        return text
+
+
+class NegExpression(Atom):
+    """−x."""
+
+    name = "negative"
+    precedence = PREC_UNARY
+    curvature_of_atom = Curvature.AFFINE
+    monotonicity_of_atom = Monotonicity.DECREASING
+
+    def shape_from_args(self) -> Shape:
+        return self.args[0].shape
+
+    def sign_from_args(self) -> Sign:
+        return -self.args[0].sign
+
+    def numeric(self, values):
+        return -values[0]
+
+    def format(self) -> str:
+        return "-" + parenthesize(self.args[0], PREC_UNARY)
+
+
+class BinaryProduct(Atom):
+    """Shared rules of products (elementwise, matrix): affine iff a factor is constant,
+    or (DPP) one factor is parameter-affine and the other parameter-free."""
+
+    precedence = PREC_MUL
+    operator = "*"
+
+    def sign_from_args(self) -> Sign:
+        return mul_sign(self.args[0].sign, self.args[1].sign)
+
+    def atom_curvature(self, dpp: bool) -> Curvature:
+        x, y = self.args
+        ok = x.is_constant(dpp) or y.is_constant(dpp)
+        if dpp and not ok:
+            ok = ((is_param_affine(x) and is_param_free(y))
+                  or (is_param_affine(y) and is_param_free(x)))
+        return Curvature.AFFINE if ok else Curvature.UNKNOWN
+
+    def monotonicity(self, i: int) -> Monotonicity:
+        other = self.args[1 - i]
+        return Monotonicity.of(other.is_nonneg(), other.is_nonpos())
+
+    def why_unknown(self, dpp: bool) -> str:
+        x, y = self.args
+        if x.variables() and y.variables():
+            return ("a product of two expressions that both contain variables is not convex "
+                    "(it is bilinear or quadratic)")
+        if dpp and x.parameters() and y.parameters():
+            return (f"both factors ({x} and {y}) depend on parameters, so the problem data "
+                    "would not be affine in the parameters")
+        if dpp:
+            return ("the parameter-dependent factor is not affine in the parameters, so the "
+                    "problem data would not be affine in them")
+        return "a product is affine only when one factor is constant"
+
+    def format(self) -> str:
+        return (f"{parenthesize(self.args[0], PREC_MUL)} {self.operator} "
+                f"{parenthesize(self.args[1], PREC_MUL + 1)}")
+
+
+class Multiply(BinaryProduct):
+    """Elementwise product with broadcasting (``multiply(x, y)``, or ``*`` with a scalar)."""
+
+    name = "multiply"
+
+    def shape_from_args(self) -> Shape:
+        return broadcast(self.args[0].shape, self.args[1].shape, op="multiply")
+
+    def numeric(self, values):
+        return values[0] * values[1]
+
+    def format(self) -> str:
+        if self.args[0].ndim == 0 or self.args[1].ndim == 0:
+            return super().format()
+        return f"multiply({self.args[0]}, {self.args[1]})"
+
+
+class MatMul(BinaryProduct):
+    """Matrix product with NumPy's rules for 1-d operands."""
+
+    name = "matmul"
+    operator = "@"
+
+    def shape_from_args(self) -> Shape:
+        return matmul_shape(self.args[0].shape, self.args[1].shape)
+
+    def numeric(self, values):
+        return values[0] @ values[1]
+
+
+class DivExpression(Atom):
+    """Elementwise x / y; affine only when the denominator y is constant.
+
+    A Parameter in the denominator is constant for DCP but not for DPP (data 1/θ would not be
+    affine in θ): introduce a Parameter for 1/θ instead.
+    """
+
+    name = "divide"
+    precedence = PREC_MUL
+
+    def shape_from_args(self) -> Shape:
+        return broadcast(self.args[0].shape, self.args[1].shape, op="/")
+
+    def sign_from_args(self) -> Sign:
+        return mul_sign(self.args[0].sign, self.args[1].sign)
+
+    def atom_curvature(self, dpp: bool) -> Curvature:
+        return Curvature.AFFINE if self.args[1].is_constant(dpp) else Curvature.UNKNOWN
+
+    def monotonicity(self, i: int) -> Monotonicity:
+        x, y = self.args
+        if i == 0:
+            return Monotonicity.of(y.is_nonneg(), y.is_nonpos())
+        return Monotonicity.of(x.is_nonpos(), x.is_nonneg())
+
+    def why_unknown(self, dpp: bool) -> str:
+        if dpp and not self.args[1].variables():
+            return ("division by a parameter-dependent expression makes the problem data "
+                    "non-affine in the parameters")
+        return "division is affine only when the denominator is constant"
+
+    def numeric(self, values):
+        return values[0] / values[1]
+
+    def format(self) -> str:
+        return f"{parenthesize(self.args[0], PREC_MUL)} / {parenthesize(self.args[1], PREC_MUL + 1)}"
+
+
+# ---------------------------------------------------------------------------- functions
+def add(lhs, rhs) -> Expression:
+    lhs, rhs = as_expression(lhs), as_expression(rhs)
+    args = []
+    for e in (lhs, rhs):
+        args.extend(e.args if isinstance(e, AddExpression) else (e,))
+    return AddExpression(*args)
+
+
+def negate(x) -> Expression:
+    x = as_expression(x)
+    return x.args[0] if isinstance(x, NegExpression) else NegExpression(x)
+
+
+def multiply(x, y) -> Expression:
+    """Elementwise product ``x ∘ y`` with NumPy broadcasting."""
+    return Multiply(x, y)
+
+
+def matmul(x, y) -> Expression:
+    """Matrix product ``x @ y`` (NumPy's rules for 1-d operands; no scalar operands)."""
+    x, y = as_expression(x), as_expression(y)
+    if x.ndim == 0 or y.ndim == 0:
+        raise ShapeError("@ does not take scalar operands; use * to scale")
+    return MatMul(x, y)
+
+
+def divide(x, y) -> Expression:
+    """Elementwise ``x / y``; DCP only with a constant (or, for DCP, parameter) denominator."""
+    return DivExpression(x, y)
+
+

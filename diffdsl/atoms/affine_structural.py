@@ -1,0 +1,372 @@
+"""Affine atoms that move, select, reduce or stack entries.
+
+Indexing, transpose, reshape/vec, sum, cumsum, diag, trace, hstack/vstack/bmat and kron.
+Each is a linear map; except kron (whose constant factor is data), its coefficients are
+0/1 selection or summation matrices. Shapes follow NumPy.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..expressions.dcp import Curvature, Monotonicity, Sign, mul_sign, sum_sign
+from ..expressions.expression import PREC_POSTFIX, Expression, as_expression
+from ..expressions.shapes import (Shape, as_shape, is_vector_shape, normalize_axis,
+                                  reduce_shape, require_square, size_of)
+from .affine_arithmetic import is_param_free
+from .atom import Atom
+
+
+class AffineAtom(Atom):
+    """Affine, increasing in every argument; sign is the sign of a sum of the arguments."""
+
+    curvature_of_atom = Curvature.AFFINE
+    monotonicity_of_atom = Monotonicity.INCREASING
+
+    def sign_from_args(self) -> Sign:
+        return sum_sign(a.sign for a in self.args)
+
+
+class Index(AffineAtom):
+    """``x[key]`` with NumPy's semantics: ints, slices, integer and boolean arrays."""
+
+    name = "index"
+    precedence = PREC_POSTFIX
+
+    def __init__(self, x, key) -> None:
+        x = as_expression(x)
+        self.key = key
+        try:
+            #: flat (C-order) positions in x of the selected entries, shaped like the result
+            self.selection = np.arange(x.size).reshape(x.shape)[key]
+        except (IndexError, TypeError, ValueError) as err:
+            raise IndexError(f"invalid index {format_key(key)} for an expression of shape "
+                             f"{x.shape}: {err}") from None
+        if self.selection.ndim > 2:
+            raise ShapeError(f"index {format_key(key)} gives {self.selection.ndim} dimensions; "
+                             "expressions have at most 2")
+        super().__init__(x)
+
+    def shape_from_args(self) -> Shape:
+        return self.selection.shape
+
+    def numeric(self, values):
+        return values[0].reshape(-1)[self.selection]
+
+    def format(self) -> str:
+        from .affine_arithmetic import parenthesize
+        return f"{parenthesize(self.args[0], PREC_POSTFIX)}[{format_key(self.key)}]"
+
+
+def format_key(key) -> str:
+    def one(k):
+        if isinstance(k, slice):
+            parts = ["" if v is None else str(v) for v in (k.start, k.stop, k.step)]
+            return ":".join(parts[:2]) + (f":{parts[2]}" if k.step is not None else "")
+        if isinstance(k, (list, np.ndarray)):
+            arr = np.asarray(k)
+            return np.array2string(arr, separator=", ", threshold=6) if arr.size else "[]"
+        if k is Ellipsis:
+            return "..."
+        return str(k)
+    return ", ".join(one(k) for k in key) if isinstance(key, tuple) else one(key)
+
+
+class Transpose(AffineAtom):
+    name = "transpose"
+    precedence = PREC_POSTFIX
+
+    def shape_from_args(self) -> Shape:
+        return self.args[0].shape[::-1]
+
+    def numeric(self, values):
+        return values[0].T
+
+    def format(self) -> str:
+        from .affine_arithmetic import parenthesize
+        return f"{parenthesize(self.args[0], PREC_POSTFIX)}.T"
+
+
+class Reshape(AffineAtom):
+    """Reshape in column-major ('F', CVXPY's default) or row-major ('C') order."""
+
+    name = "reshape"
+
+    def __init__(self, x, shape, order: str = "F") -> None:
+        x = as_expression(x)
+        if order not in ("F", "C"):
+            raise ValueError(f"reshape order must be 'F' or 'C', got {order!r}")
+        self.target = infer_shape(shape, x.size)
+        self.order = order
+        super().__init__(x)
+
+    def shape_from_args(self) -> Shape:
+        return self.target
+
+    def numeric(self, values):
+        return np.reshape(values[0], self.target, order=self.order)
+
+    def format_data(self) -> list[str]:
+        return [str(self.target), f"order={self.order!r}"]
+
+
+def infer_shape(shape, size: int) -> Shape:
+    shape = tuple(int(d) for d in ((shape,) if isinstance(shape, numbers.Integral) else shape))
+    if len(shape) > 2:
+        raise ShapeError(f"expressions have at most 2 dimensions, got reshape to {shape}")
+    if shape.count(-1) > 1:
+        raise ShapeError("reshape: only one dimension can be -1")
+    if -1 in shape:
+        known = size_of(tuple(d for d in shape if d != -1))
+        if known == 0 or size % known:
+            raise ShapeError(f"cannot reshape {size} entries into {shape}")
+        shape = tuple(size // known if d == -1 else d for d in shape)
+    if size_of(shape) != size:
+        raise ShapeError(f"cannot reshape an expression with {size} entries into {shape}")
+    return as_shape(shape)
+
+
+class Sum(AffineAtom):
+    """Sum of entries, over all axes or along one."""
+
+    name = "sum"
+
+    def __init__(self, x, axis: int | None = None, keepdims: bool = False) -> None:
+        x = as_expression(x)
+        self.axis = normalize_axis(axis, x.ndim)
+        self.keepdims = bool(keepdims)
+        super().__init__(x)
+
+    def shape_from_args(self) -> Shape:
+        return reduce_shape(self.args[0].shape, self.axis, self.keepdims)
+
+    def numeric(self, values):
+        return np.sum(values[0], axis=self.axis, keepdims=self.keepdims)
+
+    def format_data(self) -> list[str]:
+        out = [] if self.axis is None else [f"axis={self.axis}"]
+        return out + (["keepdims=True"] if self.keepdims else [])
+
+
+class Cumsum(AffineAtom):
+    """Cumulative sum along ``axis`` (default 0, as in CVXPY); ``axis=None`` runs over the
+    entries in C order, like ``numpy.cumsum``."""
+
+    name = "cumsum"
+
+    def __init__(self, x, axis: int | None = 0) -> None:
+        x = as_expression(x)
+        self.axis = None if axis is None or x.ndim == 0 else normalize_axis(axis, x.ndim)
+        super().__init__(x)
+
+    def shape_from_args(self) -> Shape:
+        x = self.args[0]
+        return (x.size,) if self.axis is None else x.shape
+
+    def numeric(self, values):
+        return np.cumsum(values[0], axis=self.axis)
+
+    def format_data(self) -> list[str]:
+        return [f"axis={self.axis}"]
+
+
+class DiagVec(AffineAtom):
+    """A vector placed on the k-th diagonal of a square matrix."""
+
+    name = "diag"
+
+    def __init__(self, x, k: int = 0) -> None:
+        self.k = int(k)
+        super().__init__(x)
+
+    def shape_from_args(self) -> Shape:
+        n = self.args[0].size + abs(self.k)
+        return (n, n)
+
+    def numeric(self, values):
+        return np.diag(values[0].reshape(-1, order="F"), self.k)
+
+    def format_data(self) -> list[str]:
+        return [f"k={self.k}"] if self.k else []
+
+
+class DiagMat(AffineAtom):
+    """The k-th diagonal of a square matrix, as a vector."""
+
+    name = "diag"
+
+    def __init__(self, x, k: int = 0) -> None:
+        x = as_expression(x)
+        self.k = int(k)
+        if abs(self.k) >= max(x.shape[0], 1):
+            raise ShapeError(f"diag offset k={k} out of range for shape {x.shape}")
+        super().__init__(x)
+
+    def shape_from_args(self) -> Shape:
+        return (self.args[0].shape[0] - abs(self.k),)
+
+    def numeric(self, values):
+        return np.diag(values[0], self.k)
+
+    def format_data(self) -> list[str]:
+        return [f"k={self.k}"] if self.k else []
+
+
+class Trace(AffineAtom):
+    name = "trace"
+
+    def __init__(self, x) -> None:
+        x = as_expression(x)
+        require_square(x.shape, "trace")
+        super().__init__(x)
+
+    def shape_from_args(self) -> Shape:
+        return ()
+
+    def numeric(self, values):
+        return np.trace(values[0])
+
+
+class Stack(AffineAtom):
+    """Concatenation with NumPy's hstack/vstack shape rules."""
+
+    numpy_stack = staticmethod(np.hstack)
+
+    def __init__(self, *args) -> None:
+        if not args:
+            raise ValueError(f"{self.name} needs at least one expression")
+        super().__init__(*args)
+
+    def shape_from_args(self) -> Shape:
+        try:
+            shape = self.numpy_stack([np.zeros(a.shape) for a in self.args]).shape
+        except ValueError as err:
+            raise ShapeError(f"{self.name}: incompatible shapes "
+                             f"{[a.shape for a in self.args]}: {err}") from None
+        return as_shape(shape)
+
+    def numeric(self, values):
+        return self.numpy_stack(values)
+
+    def format(self) -> str:
+        return f"{self.name}([{', '.join(a.format() for a in self.args)}])"
+
+
+class HStack(Stack):
+    name = "hstack"
+    numpy_stack = staticmethod(np.hstack)
+
+
+class VStack(Stack):
+    name = "vstack"
+    numpy_stack = staticmethod(np.vstack)
+
+
+class Kron(Atom):
+    """Kronecker product of two 2-d expressions, one of them constant.
+
+    Under DPP both factors must be parameter-free (CVXPY's rule).
+    """
+
+    name = "kron"
+
+    def __init__(self, a, b) -> None:
+        a, b = as_expression(a), as_expression(b)
+        if a.ndim != 2 or b.ndim != 2:
+            raise ShapeError(f"kron needs two 2-d arguments, got shapes {a.shape} and {b.shape}")
+        super().__init__(a, b)
+
+    def shape_from_args(self) -> Shape:
+        (m, n), (p, q) = self.args[0].shape, self.args[1].shape
+        return (m * p, n * q)
+
+    def sign_from_args(self) -> Sign:
+        return mul_sign(self.args[0].sign, self.args[1].sign)
+
+    def atom_curvature(self, dpp: bool) -> Curvature:
+        a, b = self.args
+        ok = a.is_constant(dpp) or b.is_constant(dpp)
+        if dpp:
+            ok = ok and is_param_free(a) and is_param_free(b)
+        return Curvature.AFFINE if ok else Curvature.UNKNOWN
+
+    def why_unknown(self, dpp: bool) -> str:
+        if dpp:
+            return "kron with a parameter-dependent factor is not DPP"
+        return "kron is affine only when one factor is constant"
+
+    def monotonicity(self, i: int) -> Monotonicity:
+        const = self.args[0] if self.args[0].is_constant() else self.args[1]
+        return Monotonicity.of(const.is_nonneg(), const.is_nonpos())
+
+    def numeric(self, values):
+        return np.kron(values[0], values[1])
+
+
+# ---------------------------------------------------------------------------- functions
+def index(x, key) -> Expression:
+    return Index(x, key)
+
+
+def transpose(x) -> Expression:
+    x = as_expression(x)
+    return x if x.ndim < 2 else Transpose(x)
+
+
+def reshape(x, shape, order: str = "F") -> Expression:
+    """Reshape ``x`` to ``shape`` (one entry may be -1) in 'F' (column-major) or 'C' order."""
+    return Reshape(x, shape, order)
+
+
+def vec(x, order: str = "F") -> Expression:
+    """Flatten ``x`` to 1-d in 'F' (column-major) or 'C' order."""
+    x = as_expression(x)
+    return Reshape(x, (x.size,), order)
+
+
+def sum(x, axis: int | None = None, keepdims: bool = False) -> Expression:  # noqa: A001
+    """Sum of the entries of ``x``, over all axes or along ``axis``."""
+    return Sum(x, axis, keepdims)
+
+
+def cumsum(x, axis: int | None = 0) -> Expression:
+    return Cumsum(x, axis)
+
+
+def diag(x, k: int = 0) -> Expression:
+    """A vector (or n×1 / 1×n matrix) to a diagonal matrix; a square matrix to its diagonal."""
+    x = as_expression(x)
+    if x.ndim == 0 or is_vector_shape(x.shape):
+        return DiagVec(x, k)
+    if x.ndim == 2 and x.shape[0] == x.shape[1]:
+        return DiagMat(x, k)
+    raise ShapeError(f"diag needs a vector or a square matrix, got shape {x.shape}")
+
+
+def trace(x) -> Expression:
+    return Trace(x)
+
+
+def hstack(args) -> Expression:
+    """Concatenate horizontally (NumPy's hstack rules)."""
+    return HStack(*args)
+
+
+def vstack(args) -> Expression:
+    """Stack vertically (NumPy's vstack rules)."""
+    return VStack(*args)
+
+
+def bmat(blocks) -> Expression:
+    """Block matrix from a list of rows, each a list of 2-d blocks."""
+    return vstack([hstack(row) for row in blocks])
+
+
+def kron(a, b) -> Expression:
+    return Kron(a, b)
+
+
+__all__ = ["index", "transpose", "reshape", "vec", "sum", "cumsum", "diag", "trace",
+           "hstack", "vstack", "bmat", "kron"]

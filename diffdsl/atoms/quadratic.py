@@ -1,0 +1,165 @@
+"""Quadratic atoms: sum_squares, quad_form, quad_over_lin, huber.
+
+They stay in the objective's P when the solver accepts P (quad_over_lin with a constant
+denominator, sum_squares, quad_form, square, huber); otherwise they are lifted to
+second-order cones.
+
+    sum_squares(x)        Σ x_i²,             convex, ≥ 0, increasing for x ≥ 0 / decreasing for x ≤ 0
+    quad_form(x, P)       xᵀ P x,             convex for constant P ⪰ 0, concave for P ⪯ 0
+    quad_over_lin(x, y)   Σ x_i² / y,         convex, decreasing in y, domain y > 0
+    huber(x, M)           x² for |x| ≤ M, 2M|x| − M² else; convex, ≥ 0
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.special
+
+from ..errors import ShapeError
+from ..expressions.dcp import Curvature, Monotonicity, Sign
+from ..expressions.expression import Expression, as_expression
+from ..expressions.shapes import Shape
+from .affine_arithmetic import is_param_free
+from .atom import Atom, AxisAtom, Elementwise, require_number, signed_monotonicity
+
+
+class SumSquares(AxisAtom):
+    name = "sum_squares"
+    curvature_of_atom = Curvature.CONVEX
+
+    def sign_from_args(self) -> Sign:
+        return Sign.NONNEG
+
+    def monotonicity(self, i: int) -> Monotonicity:
+        return signed_monotonicity(self.args[0])
+
+    def numeric(self, values):
+        return np.sum(np.square(values[0]), axis=self.axis, keepdims=self.keepdims)
+
+
+class QuadOverLin(Atom):
+    name = "quad_over_lin"
+
+    def __init__(self, x, y) -> None:
+        y = as_expression(y)
+        if y.size != 1:
+            raise ShapeError(f"quad_over_lin needs a scalar denominator, got shape {y.shape}")
+        super().__init__(x, y)
+
+    def shape_from_args(self) -> Shape:
+        return ()
+
+    def sign_from_args(self) -> Sign:
+        return Sign.NONNEG
+
+    def atom_curvature(self, dpp: bool) -> Curvature:
+        ok = not dpp or is_param_free(self.args[1])
+        return Curvature.CONVEX if ok else Curvature.UNKNOWN
+
+    def why_unknown(self, dpp: bool) -> str:
+        return ("quad_over_lin with a parameter-dependent denominator is not DPP; "
+                "scale the numerator instead, e.g. sum_squares(s * x) with a Parameter s ≥ 0")
+
+    def monotonicity(self, i: int) -> Monotonicity:
+        if i == 1:
+            return Monotonicity.DECREASING
+        return signed_monotonicity(self.args[0])
+
+    def domain(self) -> list:
+        return [self.args[1] >= 0]
+
+    def numeric(self, values):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.sum(np.square(values[0])) / values[1].reshape(())
+
+
+class QuadForm(Atom):
+    name = "quad_form"
+
+    def __init__(self, x, P) -> None:
+        x, P = as_expression(x), as_expression(P)
+        if P.ndim != 2 or P.shape[0] != P.shape[1] or x.size != P.shape[0] or x.ndim > 1 and x.shape[1] != 1:
+            raise ShapeError(f"quad_form(x, P) needs a vector x of length n and an n×n matrix P, "
+                             f"got shapes {x.shape} and {P.shape}")
+        super().__init__(x, P)
+
+    def shape_from_args(self) -> Shape:
+        return ()
+
+    def _definite(self, dpp: bool) -> tuple[bool, bool]:
+        P = self.args[1]
+        constant = P.is_constant(dpp)
+        return constant and P.is_psd(), constant and P.is_nsd()
+
+    def sign_from_args(self) -> Sign:
+        return Sign.of(*self._definite(False))
+
+    def atom_curvature(self, dpp: bool) -> Curvature:
+        return Curvature.of(*self._definite(dpp))
+
+    def why_unknown(self, dpp: bool) -> str:
+        if dpp and self.args[1].is_constant(False):
+            return ("quad_form with a Parameter matrix P is not DPP; write xᵀPx with P = FᵀF "
+                    "as sum_squares(F @ x) with a Parameter F")
+        return ("quad_form(x, P) is convex only for a constant symmetric P ⪰ 0 "
+                "(concave for P ⪯ 0); this P is neither")
+
+    def monotonicity(self, i: int) -> Monotonicity:
+        x, P = self.args
+        if i == 0:
+            return Monotonicity.of((x.is_nonneg() and P.is_nonneg()) or (x.is_nonpos() and P.is_nonpos()),
+                                   (x.is_nonneg() and P.is_nonpos()) or (x.is_nonpos() and P.is_nonneg()))
+        return Monotonicity.of(x.is_nonneg() or x.is_nonpos(), False)
+
+    def numeric(self, values):
+        x = values[0].reshape(-1)
+        return x @ values[1] @ x
+
+
+class Huber(Elementwise):
+    name = "huber"
+    curvature_of_atom = Curvature.CONVEX
+
+    def __init__(self, x, M: float = 1.0) -> None:
+        self.M = require_number(M, "huber threshold M")
+        if self.M < 0:
+            raise ValueError(f"huber threshold M must be nonnegative, got {M}")
+        super().__init__(x)
+
+    def sign_from_args(self) -> Sign:
+        return Sign.NONNEG
+
+    def monotonicity(self, i: int) -> Monotonicity:
+        return signed_monotonicity(self.args[0])
+
+    def numeric(self, values):
+        return 2.0 * scipy.special.huber(self.M, values[0])
+
+    def format_data(self) -> list[str]:
+        return [f"{self.M:g}"] if self.M != 1 else []
+
+
+def sum_squares(x, axis: int | None = None, keepdims: bool = False) -> Expression:
+    return SumSquares(x, axis, keepdims)
+
+
+def quad_over_lin(x, y) -> Expression:
+    return QuadOverLin(x, y)
+
+
+def quad_form(x, P) -> Expression:
+    """xᵀ P x. P must be constant (a Constant or, for DCP, a Parameter) unless x is."""
+    from .affine_arithmetic import matmul
+    x, P = as_expression(x), as_expression(P)
+    if x.is_constant():
+        if P.ndim != 2 or x.size != P.shape[0]:
+            raise ShapeError(f"quad_form: shapes {x.shape} and {P.shape} do not fit")
+        xv = x.reshape((x.size,))
+        return matmul(matmul(xv, P), xv)
+    if not P.is_constant():
+        raise TypeError(f"quad_form(x, P): one argument must be constant; got variables in "
+                        f"both ({x} and {P})")
+    return QuadForm(x, P)
+
+
+def huber(x, M: float = 1.0) -> Expression:
+    return Huber(x, M)

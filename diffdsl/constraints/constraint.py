@@ -1,0 +1,190 @@
+"""Constraints: membership of affine (or convex/concave) expressions in cones.
+
+    lhs == rhs            Zero cone:         lhs − rhs = 0          (both sides affine)
+    lhs <= rhs            Nonnegative cone:  rhs − lhs ≥ 0          (lhs convex, rhs concave)
+    lhs >> rhs            PSD cone:          lhs − rhs ⪰ 0          (square, affine)
+    SOC(t, X, axis=0)     ‖X[:, i]‖₂ ≤ t[i] (axis=0: columns; axis=1: rows)
+    ExpCone(x, y, z)      y·exp(x/y) ≤ z, y > 0 (closure)
+    PowCone3D(x, y, z, α) x^α · y^(1−α) ≥ |z|, x, y ≥ 0, α ∈ (0, 1)
+
+Comparisons broadcast like NumPy. Each constraint has a ``name`` and a ``dual_value``
+(set by a solve).
+"""
+from __future__ import annotations
+
+import itertools
+from functools import cached_property
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..expressions.dcp import Curvature
+from ..expressions.expression import Expression, as_expression
+from ..expressions.shapes import broadcast, require_square
+
+_ids = itertools.count(1)
+
+
+class Constraint:
+    """Base class: a list of argument expressions that must lie in a cone."""
+
+    def __init__(self, *args, name: str | None = None) -> None:
+        self.args = tuple(as_expression(a) for a in args)
+        self.id = next(_ids)
+        self.name = name
+        self.dual_value = None
+
+    # analysis -------------------------------------------------------------
+    def requirements(self) -> list[tuple[Expression, str, str]]:
+        """(expression, required curvature 'affine'|'convex'|'concave', role) triples."""
+        return [(a, "affine", f"argument {i + 1}") for i, a in enumerate(self.args)]
+
+    def is_dcp(self, dpp: bool = False) -> bool:
+        return all(meets(expr.curvature_in(dpp), need) for expr, need, _ in self.requirements())
+
+    def is_dpp(self) -> bool:
+        return self.is_dcp(dpp=True)
+
+    def variables(self) -> list:
+        return list({id(v): v for a in self.args for v in a.variables()}.values())
+
+    def parameters(self) -> list:
+        return list({id(p): p for a in self.args for p in a.parameters()}.values())
+
+    # printing -------------------------------------------------------------
+    def format_body(self) -> str:
+        return f"{type(self).__name__}({', '.join(a.format() for a in self.args)})"
+
+    def __str__(self) -> str:
+        return (f"{self.name}: " if self.name else "") + self.format_body()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self})"
+
+    def __bool__(self) -> bool:
+        raise TypeError(f"the truth value of a constraint is undefined ({self}); do not chain "
+                        "comparisons such as 0 <= x <= 1: write two constraints")
+
+    __hash__ = object.__hash__
+
+
+def meets(curvature: Curvature, need: str) -> bool:
+    return {"affine": curvature.is_affine, "convex": curvature.is_convex,
+            "concave": curvature.is_concave}[need]
+
+
+class Comparison(Constraint):
+    """``lhs OP rhs`` with NumPy broadcasting of the two sides."""
+
+    operator = "?"
+
+    def __init__(self, lhs, rhs, name: str | None = None) -> None:
+        super().__init__(lhs, rhs, name=name)
+        self.shape = broadcast(self.args[0].shape, self.args[1].shape, op=self.operator)
+
+    @property
+    def lhs(self) -> Expression:
+        return self.args[0]
+
+    @property
+    def rhs(self) -> Expression:
+        return self.args[1]
+
+    @cached_property
+    def expr(self) -> Expression:
+        """lhs − rhs."""
+        return self.lhs - self.rhs
+
+    def is_dcp(self, dpp: bool = False) -> bool:
+        return meets(self.expr.curvature_in(dpp), self.requirements()[0][1])
+
+    def format_body(self) -> str:
+        return f"{self.lhs} {self.operator} {self.rhs}"
+
+
+class Equality(Comparison):
+    """lhs == rhs (zero cone); DCP when lhs − rhs is affine."""
+
+    operator = "=="
+
+    def requirements(self):
+        return [(self.lhs, "affine", "left side of =="), (self.rhs, "affine", "right side of ==")]
+
+
+class Inequality(Comparison):
+    """lhs <= rhs (nonnegative cone); DCP when lhs − rhs is convex.
+
+    ``flipped`` only records that the user wrote ``rhs >= lhs`` (for printing).
+    """
+
+    operator = "<="
+
+    def __init__(self, lhs, rhs, name: str | None = None, flipped: bool = False) -> None:
+        super().__init__(lhs, rhs, name=name)
+        self.flipped = flipped
+
+    def format_body(self) -> str:
+        return f"{self.rhs} >= {self.lhs}" if self.flipped else super().format_body()
+
+    def requirements(self):
+        return [(self.lhs, "convex", "left side of <="), (self.rhs, "concave", "right side of <=")]
+
+
+class PSD(Comparison):
+    """lhs >> rhs: lhs − rhs is positive semidefinite (square, affine)."""
+
+    operator = ">>"
+
+    def __init__(self, lhs, rhs, name: str | None = None) -> None:
+        super().__init__(lhs, rhs, name=name)
+        require_square(self.shape, "a semidefinite constraint (>> / <<)")
+
+    def requirements(self):
+        return [(self.lhs, "affine", "left side of >>"), (self.rhs, "affine", "right side of >>")]
+
+
+class SOC(Constraint):
+    """Second-order cone ‖X[:, i]‖₂ ≤ t[i] for axis=0 (columns of X), rows for axis=1.
+
+    A 1-d X is one cone with scalar t.
+    """
+
+    def __init__(self, t, X, axis: int = 0, name: str | None = None) -> None:
+        super().__init__(t, X, name=name)
+        t, X = self.args
+        if axis not in (0, 1):
+            raise ShapeError(f"SOC axis must be 0 or 1, got {axis!r}")
+        self.axis = axis
+        count = 1 if X.ndim <= 1 else X.shape[1 - axis]
+        if t.size != count or t.ndim > 1:
+            raise ShapeError(f"SOC: X of shape {X.shape} with axis={axis} has {count} cone(s), "
+                             f"so t must be a scalar or vector of length {count}, got {t.shape}")
+
+    def format_body(self) -> str:
+        extra = f", axis={self.axis}" if self.axis else ""
+        return f"SOC({self.args[0]}, {self.args[1]}{extra})"
+
+
+class ExpCone(Constraint):
+    """(x, y, z) in the exponential cone: y·exp(x/y) ≤ z, y > 0, elementwise."""
+
+    def __init__(self, x, y, z, name: str | None = None) -> None:
+        super().__init__(x, y, z, name=name)
+        self.shape = broadcast(*(a.shape for a in self.args), op="ExpCone")
+
+
+class PowCone3D(Constraint):
+    """(x, y, z) in the 3-d power cone: x^α y^(1−α) ≥ |z|, x, y ≥ 0, elementwise."""
+
+    def __init__(self, x, y, z, alpha, name: str | None = None) -> None:
+        super().__init__(x, y, z, name=name)
+        if isinstance(alpha, Expression):
+            raise TypeError("PowCone3D: alpha must be numeric data in (0, 1), not an expression")
+        self.alpha = np.asarray(alpha, dtype=float)
+        if np.any(self.alpha <= 0) or np.any(self.alpha >= 1):
+            raise ValueError(f"PowCone3D: alpha must lie strictly between 0 and 1, got {alpha}")
+        self.shape = broadcast(*(a.shape for a in self.args), self.alpha.shape, op="PowCone3D")
+
+    def format_body(self) -> str:
+        a = f"{float(self.alpha):g}" if self.alpha.ndim == 0 else "alpha"
+        return f"PowCone3D({', '.join(a_.format() for a_ in self.args)}, {a})"

@@ -1,0 +1,48 @@
+"""Typed errors raised by diffdsl. Each names what was wrong and what was expected."""
+from __future__ import annotations
+
+
+class DiffdslError(Exception):
+    """Base class of every error diffdsl raises on purpose."""
+
+
+class ShapeError(DiffdslError, ValueError):
+    """Operands whose shapes do not fit the operation."""
+
+
+class ParameterValueError(DiffdslError, ValueError):
+    """A value assigned to a Parameter (or Variable) that violates its shape or attributes."""
+
+
+class DCPError(DiffdslError):
+    """A problem that does not follow the disciplined convex programming rules.
+
+    Attributes: ``expression`` (the smallest offending subexpression), ``curvature`` (its
+    curvature, or that of the offending argument), ``rule`` (the rule it breaks, in words),
+    ``rewrite`` (a suggested rewrite, or None).
+    """
+
+    kind = "DCP"
+
+    def __init__(self, expression, curvature, rule: str, rewrite: str | None = None,
+                 where: str | None = None):
+        self.expression = expression
+        self.curvature = curvature
+        self.rule = rule
+        self.rewrite = rewrite
+        self.where = where
+        lines = [f"Problem does not follow {self.kind} rules."]
+        if where:
+            lines.append(f"  in:         {where}")
+        lines.append(f"  culprit:    {expression}")
+        lines.append(f"  curvature:  {curvature.value if hasattr(curvature, 'value') else curvature}")
+        lines.append(f"  rule:       {rule}")
+        if rewrite:
+            lines.append(f"  rewrite:    {rewrite}")
+        super().__init__("\n".join(lines))
+
+
+class DPPError(DCPError):
+    """A DCP problem whose data would not be affine in its parameters (DPP rules broken)."""
+
+    kind = "DPP"

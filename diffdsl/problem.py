@@ -1,0 +1,115 @@
+"""Objectives and problems: Minimize, Maximize, Problem (is_dcp, is_dpp, printing)."""
+from __future__ import annotations
+
+from .analysis import constraint_error, role_error
+from .constraints.constraint import Constraint
+from .errors import DCPError, ShapeError
+from .expressions.expression import Expression, as_expression
+
+
+class Objective:
+    """Base of Minimize / Maximize: a scalar expression and a sense."""
+
+    sense = "?"
+    required_curvature = "affine"
+
+    def __init__(self, expr) -> None:
+        self.expr = as_expression(expr)
+        if self.expr.size != 1:
+            raise ShapeError(f"the objective must be scalar, got shape {self.expr.shape}; "
+                             "reduce it with sum(...) or a norm")
+
+    def is_dcp(self, dpp: bool = False) -> bool:
+        curvature = self.expr.curvature_in(dpp)
+        return curvature.is_convex if self.required_curvature == "convex" else curvature.is_concave
+
+    def __str__(self) -> str:
+        return f"{self.sense} {self.expr}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.expr})"
+
+
+class Minimize(Objective):
+    """minimize f(x); DCP when f is convex."""
+
+    sense = "minimize"
+    required_curvature = "convex"
+
+
+class Maximize(Objective):
+    """maximize f(x); DCP when f is concave (solved as minimize −f)."""
+
+    sense = "maximize"
+    required_curvature = "concave"
+
+
+class Problem:
+    """``Problem(objective, constraints=None)``: minimize or maximize subject to constraints."""
+
+    def __init__(self, objective: Objective, constraints=None) -> None:
+        if not isinstance(objective, Objective):
+            raise TypeError(f"objective must be Minimize(...) or Maximize(...), got "
+                            f"{type(objective).__name__}")
+        constraints = list(constraints or [])
+        for i, c in enumerate(constraints):
+            if not isinstance(c, Constraint):
+                hint = " (a Python bool: did you compare plain numbers?)" if isinstance(c, bool) else ""
+                raise TypeError(f"constraint {i} is a {type(c).__name__}, not a constraint{hint}")
+        self.objective = objective
+        self.constraints = constraints
+        self.value = None
+        self.status = None
+
+    def _expressions(self) -> list[Expression]:
+        return [self.objective.expr] + [a for c in self.constraints for a in c.args]
+
+    def variables(self) -> list:
+        """Distinct Variables, in order of first appearance (objective, then constraints)."""
+        return list({id(v): v for e in self._expressions() for v in e.variables()}.values())
+
+    def parameters(self) -> list:
+        return list({id(p): p for e in self._expressions() for p in e.parameters()}.values())
+
+    # verdicts ---------------------------------------------------------------
+    def first_violation(self, dpp: bool = False) -> DCPError | None:
+        """The first DCP (or, with ``dpp=True``, DPP) violation, as an error object."""
+        err = role_error(self.objective.expr, self.objective.required_curvature,
+                         f"the objective of {self.objective.sense}", dpp)
+        if err is not None:
+            return err
+        for c in self.constraints:
+            err = constraint_error(c, dpp)
+            if err is not None:
+                return err
+        return None
+
+    def is_dcp(self, dpp: bool = False) -> bool:
+        return self.objective.is_dcp(dpp) and all(c.is_dcp(dpp) for c in self.constraints)
+
+    def is_dpp(self) -> bool:
+        """DCP with parameters treated as affine, so problem data are affine in them."""
+        return self.is_dcp(dpp=True)
+
+    def check_dcp(self) -> None:
+        """Raise DCPError naming the smallest offending subexpression if not DCP."""
+        err = self.first_violation(dpp=False)
+        if err is not None:
+            raise err
+
+    def check_dpp(self) -> None:
+        """Raise DCPError if not DCP, else DPPError if not DPP."""
+        self.check_dcp()
+        err = self.first_violation(dpp=True)
+        if err is not None:
+            raise err
+
+    # printing ---------------------------------------------------------------
+    def __str__(self) -> str:
+        lines = [str(self.objective)]
+        for i, c in enumerate(self.constraints):
+            lines.append(("subject to " if i == 0 else " " * 11) + str(c))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Problem({self.objective!r}, {len(self.constraints)} constraints)"
