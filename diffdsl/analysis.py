@@ -10,7 +10,7 @@ from .atoms.affine_arithmetic import (AddExpression, BinaryProduct, DivExpressio
 from .atoms.affine_structural import Transpose
 from .atoms.atom import Atom
 from .atoms.norms import NormAtom
-from .atoms.power import Power
+from .atoms.powers import Power
 from .atoms.quadratic import QuadOverLin, SumSquares
 from .constraints.constraint import Comparison, Constraint, meets
 from .errors import DCPError, DPPError

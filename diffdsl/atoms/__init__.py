@@ -6,7 +6,7 @@ from .affine_structural import (bmat, cumsum, diag, hstack, kron, reshape, sum, 
 from .exponential import entr, exp, kl_div, log, log1p, log_sum_exp, logistic, rel_entr
 from .norms import norm, norm1, norm2, norm_inf, pnorm
 from .piecewise_linear import abs, max, maximum, min, minimum, neg, pos, sum_largest, sum_smallest
-from .power import geo_mean, inv_pos, power, sqrt, square
+from .powers import geo_mean, inv_pos, power, sqrt, square
 from .quadratic import huber, quad_form, quad_over_lin, sum_squares
 from .spectral import lambda_max, lambda_min, log_det, normNuc, sigma_max
 

@@ -13,7 +13,7 @@ from ..expressions.dcp import Curvature, Monotonicity, Sign, mul_sign, sum_sign
 from ..expressions.expression import (PREC_ADD, PREC_MUL, PREC_UNARY, Expression,
                                       as_expression)
 from ..expressions.shapes import Shape, broadcast, matmul_shape
-from .atom import Atom
+from .atom import Atom, MonotoneSemidefinite, is_square
 
 
 def is_param_affine(expr: Expression) -> bool:
@@ -30,7 +30,7 @@ def parenthesize(expr: Expression, min_prec: int) -> str:
     return f"({text})" if expr.precedence < min_prec else text
 
 
-class AddExpression(Atom):
+class AddExpression(MonotoneSemidefinite, Atom):
     """Sum of arguments, broadcast elementwise."""
 
     name = "add"
@@ -57,7 +57,7 @@ class AddExpression(Atom):
         return text
 
 
-class NegExpression(Atom):
+class NegExpression(MonotoneSemidefinite, Atom):
     """−x."""
 
     name = "negative"
@@ -129,6 +129,18 @@ class Multiply(BinaryProduct):
     def numeric(self, values):
         return values[0] * values[1]
 
+    def is_psd(self) -> bool:
+        """Schur product theorem: the elementwise product of PSD matrices is PSD."""
+        x, y = self.args
+        return (x.is_psd() and y.is_psd()) or (x.is_nsd() and y.is_nsd())
+
+    def is_nsd(self) -> bool:
+        x, y = self.args
+        return (x.is_psd() and y.is_nsd()) or (x.is_nsd() and y.is_psd())
+
+    def is_symmetric(self) -> bool:
+        return is_square(self) and all(a.is_symmetric() for a in self.args)
+
     def format(self) -> str:
         if self.args[0].ndim == 0 or self.args[1].ndim == 0:
             return super().format()
@@ -148,7 +160,7 @@ class MatMul(BinaryProduct):
         return values[0] @ values[1]
 
 
-class DivExpression(Atom):
+class DivExpression(MonotoneSemidefinite, Atom):
     """Elementwise x / y; affine only when the denominator y is constant.
 
     A Parameter in the denominator is constant for DCP but not for DPP (data 1/θ would not be

@@ -16,7 +16,7 @@ from ..expressions.expression import PREC_POSTFIX, Expression, as_expression
 from ..expressions.shapes import (Shape, as_shape, is_vector_shape, normalize_axis,
                                   reduce_shape, require_square, size_of)
 from .affine_arithmetic import is_param_free
-from .atom import Atom
+from .atom import Atom, MonotoneSemidefinite
 
 
 class AffineAtom(Atom):
@@ -74,7 +74,7 @@ def format_key(key) -> str:
     return ", ".join(one(k) for k in key) if isinstance(key, tuple) else one(key)
 
 
-class Transpose(AffineAtom):
+class Transpose(MonotoneSemidefinite, AffineAtom):
     name = "transpose"
     precedence = PREC_POSTFIX
 
@@ -188,6 +188,15 @@ class DiagVec(AffineAtom):
     def numeric(self, values):
         return np.diag(values[0].reshape(-1, order="F"), self.k)
 
+    def is_psd(self) -> bool:
+        return self.k == 0 and self.args[0].is_nonneg()
+
+    def is_nsd(self) -> bool:
+        return self.k == 0 and self.args[0].is_nonpos()
+
+    def is_symmetric(self) -> bool:
+        return self.k == 0
+
     def format_data(self) -> list[str]:
         return [f"k={self.k}"] if self.k else []
 
@@ -207,6 +216,11 @@ class DiagMat(AffineAtom):
     def shape_from_args(self) -> Shape:
         return (self.args[0].shape[0] - abs(self.k),)
 
+    def sign_from_args(self) -> Sign:
+        """The diagonal of a PSD matrix is nonnegative."""
+        X = self.args[0]
+        return Sign.of(X.is_nonneg() or (self.k == 0 and X.is_psd()), X.is_nonpos())
+
     def numeric(self, values):
         return np.diag(values[0], self.k)
 
@@ -224,6 +238,11 @@ class Trace(AffineAtom):
 
     def shape_from_args(self) -> Shape:
         return ()
+
+    def sign_from_args(self) -> Sign:
+        """The trace of a PSD (NSD) matrix is nonnegative (nonpositive)."""
+        X = self.args[0]
+        return Sign.of(X.is_nonneg() or X.is_psd(), X.is_nonpos() or X.is_nsd())
 
     def numeric(self, values):
         return np.trace(values[0])
@@ -303,6 +322,14 @@ class Kron(Atom):
 
     def numeric(self, values):
         return np.kron(values[0], values[1])
+
+    def is_psd(self) -> bool:
+        a, b = self.args
+        return (a.is_psd() and b.is_psd()) or (a.is_nsd() and b.is_nsd())
+
+    def is_nsd(self) -> bool:
+        a, b = self.args
+        return (a.is_psd() and b.is_nsd()) or (a.is_nsd() and b.is_psd())
 
 
 # ---------------------------------------------------------------------------- functions

@@ -93,6 +93,39 @@ class Elementwise(Atom):
     def shape_from_args(self) -> Shape:
         return broadcast(*(a.shape for a in self.args), op=self.name)
 
+    def is_symmetric(self) -> bool:
+        return is_square(self) and all(a.is_symmetric() for a in self.args)
+
+
+def is_square(expr: Expression) -> bool:
+    return expr.ndim == 2 and expr.shape[0] == expr.shape[1]
+
+
+def monotone_semidefinite(atom: Atom, psd: bool) -> bool:
+    """PSD (or NSD) by monotonicity: each argument is PSD where the atom increases in it and
+    NSD where it decreases (sound for sums, negation, transpose and scaling)."""
+    if not is_square(atom):
+        return False
+    for i, arg in enumerate(atom.args):
+        mono = atom.monotonicity(i)
+        same, other = (arg.is_psd(), arg.is_nsd()) if psd else (arg.is_nsd(), arg.is_psd())
+        if not ((mono.is_incr and same) or (mono.is_decr and other)):
+            return False
+    return True
+
+
+class MonotoneSemidefinite:
+    """Mixin: PSD/NSD/symmetric inferred from monotonicity in each argument."""
+
+    def is_psd(self) -> bool:
+        return monotone_semidefinite(self, True)
+
+    def is_nsd(self) -> bool:
+        return monotone_semidefinite(self, False)
+
+    def is_symmetric(self) -> bool:
+        return is_square(self) and all(a.is_symmetric() for a in self.args)
+
 
 class AxisAtom(Atom):
     """A reduction of one argument over all entries (``axis=None``) or along an axis."""

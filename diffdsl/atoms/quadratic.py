@@ -80,6 +80,9 @@ class QuadForm(Atom):
         if P.ndim != 2 or P.shape[0] != P.shape[1] or x.size != P.shape[0] or x.ndim > 1 and x.shape[1] != 1:
             raise ShapeError(f"quad_form(x, P) needs a vector x of length n and an n×n matrix P, "
                              f"got shapes {x.shape} and {P.shape}")
+        if not P.is_symmetric():
+            raise ValueError(f"quad_form(x, P) needs a symmetric P; {P} is not (for a "
+                             "Parameter, declare symmetric=True or PSD=True)")
         super().__init__(x, P)
 
     def shape_from_args(self) -> Shape:

@@ -33,6 +33,14 @@ class MatrixAtom(Atom):
     def shape_from_args(self) -> Shape:
         return ()
 
+    @property
+    def value(self):
+        """NaN when the argument has non-finite entries (the linear algebra is undefined)."""
+        X = self.args[0].value
+        if X is not None and not np.all(np.isfinite(X)):
+            return np.float64(np.nan)
+        return super().value
+
 
 def _symmetric_eigenvalues(X: np.ndarray) -> np.ndarray:
     return np.linalg.eigvalsh((X + X.T) / 2)

@@ -45,6 +45,17 @@ class Constraint:
     def is_dpp(self) -> bool:
         return self.is_dcp(dpp=True)
 
+    def violation(self):
+        """How far the arguments' current values are from satisfying the constraint
+        (zero when satisfied; elementwise where that makes sense), or None without values."""
+        values = [a.value for a in self.args]
+        if any(v is None for v in values):
+            return None
+        return self.residual(*[np.asarray(v, dtype=float) for v in values])
+
+    def residual(self, *values) -> np.ndarray:
+        raise NotImplementedError
+
     def variables(self) -> list:
         return list({id(v): v for a in self.args for v in a.variables()}.values())
 
@@ -107,6 +118,9 @@ class Equality(Comparison):
 
     operator = "=="
 
+    def residual(self, lhs, rhs):
+        return np.abs(lhs - rhs)
+
     def requirements(self):
         return [(self.lhs, "affine", "left side of =="), (self.rhs, "affine", "right side of ==")]
 
@@ -126,6 +140,9 @@ class Inequality(Comparison):
     def format_body(self) -> str:
         return f"{self.rhs} >= {self.lhs}" if self.flipped else super().format_body()
 
+    def residual(self, lhs, rhs):
+        return np.maximum(lhs - rhs, 0.0)
+
     def requirements(self):
         return [(self.lhs, "convex", "left side of <="), (self.rhs, "concave", "right side of <=")]
 
@@ -141,6 +158,14 @@ class PSD(Comparison):
 
     def requirements(self):
         return [(self.lhs, "affine", "left side of >>"), (self.rhs, "affine", "right side of >>")]
+
+    def residual(self, lhs, rhs):
+        """Most negative eigenvalue of the symmetric part, plus the asymmetry."""
+        D = np.broadcast_to(lhs - rhs, self.shape)
+        if not np.all(np.isfinite(D)):
+            return np.inf
+        asym = np.abs(D - D.T).max()
+        return max(0.0, -np.linalg.eigvalsh((D + D.T) / 2).min()) + asym
 
 
 class SOC(Constraint):
@@ -160,6 +185,10 @@ class SOC(Constraint):
             raise ShapeError(f"SOC: X of shape {X.shape} with axis={axis} has {count} cone(s), "
                              f"so t must be a scalar or vector of length {count}, got {t.shape}")
 
+    def residual(self, t, X):
+        norms = np.linalg.norm(X, axis=self.axis) if X.ndim == 2 else np.linalg.norm(X)
+        return np.maximum(norms - t, 0.0)
+
     def format_body(self) -> str:
         extra = f", axis={self.axis}" if self.axis else ""
         return f"SOC({self.args[0]}, {self.args[1]}{extra})"
@@ -171,6 +200,13 @@ class ExpCone(Constraint):
     def __init__(self, x, y, z, name: str | None = None) -> None:
         super().__init__(x, y, z, name=name)
         self.shape = broadcast(*(a.shape for a in self.args), op="ExpCone")
+
+    def residual(self, x, y, z):
+        x, y, z = np.broadcast_arrays(x, y, z)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            inside = np.where(y > 0, y * np.exp(x / np.where(y > 0, y, 1)) - z,
+                              np.maximum(x, -z))  # closure at y = 0: x ≤ 0, z ≥ 0
+        return np.maximum(np.maximum(inside, -y), 0.0)
 
 
 class PowCone3D(Constraint):
@@ -184,6 +220,12 @@ class PowCone3D(Constraint):
         if np.any(self.alpha <= 0) or np.any(self.alpha >= 1):
             raise ValueError(f"PowCone3D: alpha must lie strictly between 0 and 1, got {alpha}")
         self.shape = broadcast(*(a.shape for a in self.args), self.alpha.shape, op="PowCone3D")
+
+    def residual(self, x, y, z):
+        a = self.alpha
+        with np.errstate(invalid="ignore"):
+            gap = np.abs(z) - np.power(np.maximum(x, 0), a) * np.power(np.maximum(y, 0), 1 - a)
+        return np.maximum.reduce([gap, -x, -y, np.zeros(self.shape)])
 
     def format_body(self) -> str:
         a = f"{float(self.alpha):g}" if self.alpha.ndim == 0 else "alpha"

@@ -119,7 +119,12 @@ class Expression:
         return False
 
     def is_nsd(self) -> bool:
+        """Whether the expression is known to be a negative semidefinite matrix."""
         return False
+
+    def is_symmetric(self) -> bool:
+        """Whether the expression is known to be a symmetric matrix (scalars are)."""
+        return all(d == 1 for d in self.shape)
 
     # ----------------------------------------------------------------- leaves
     def leaves(self) -> Iterator["Expression"]:
@@ -227,7 +232,7 @@ class Expression:
         return divide(other, self)
 
     def __pow__(self, p):
-        from ..atoms.power import power
+        from ..atoms.powers import power
         return power(self, p)
 
     def __getitem__(self, key):

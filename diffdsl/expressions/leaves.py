@@ -64,7 +64,8 @@ class Leaf(Expression):
 
     def is_symmetric(self) -> bool:
         a = self.attributes
-        return a.get("symmetric", False) or a.get("PSD", False) or a.get("NSD", False)
+        return (super().is_symmetric() or a.get("symmetric", False) or a.get("PSD", False)
+                or a.get("NSD", False))
 
     def format(self) -> str:
         return self.name
@@ -231,7 +232,7 @@ class Constant(Leaf):
         return eig is not None and eig.max() <= EIGVAL_TOL
 
     def is_symmetric(self) -> bool:
-        return self._eigenvalues() is not None
+        return self.size == 1 and self.ndim != 1 or self._eigenvalues() is not None
 
     def format(self) -> str:
         if self.name != f"{self._default_prefix}{self.id}":
