@@ -137,13 +137,19 @@ def constraint_error(constraint: Constraint, dpp: bool) -> DCPError | None:
     raise AssertionError("a non-DCP constraint without a failing requirement")  # pragma: no cover
 
 
-def curvature_report(expr: Expression, dpp: bool = False, indent: str = "") -> str:
-    """A tree of every subexpression with its shape, sign and curvature (and DPP verdict)."""
-    curv = expr.curvature_in(dpp)
-    label = expr.label if isinstance(expr, Atom) else str(expr)
-    shape = "scalar" if expr.ndim == 0 else "×".join(map(str, expr.shape))
-    line = f"{indent}{label:<{max(1, 28 - len(indent))}} {shape:>8}  {expr.sign.value:<11}  {curv.value}"
-    lines = [line]
-    for arg in expr.args:
-        lines.append(curvature_report(arg, dpp, indent + "  "))
-    return "\n".join(lines)
+def curvature_report(expr: Expression) -> str:
+    """A table of every subexpression (as a tree) with its shape, sign, curvature, and
+    curvature under DPP (parameters treated as affine)."""
+    rows = [("node", "shape", "sign", "curvature", "under DPP")]
+
+    def visit(node: Expression, depth: int) -> None:
+        label = node.label if isinstance(node, Atom) else str(node)
+        shape = "scalar" if node.ndim == 0 else "×".join(map(str, node.shape))
+        rows.append(("  " * depth + label, shape, node.sign.value, node.curvature.value,
+                     node.curvature_in(True).value))
+        for arg in node.args:
+            visit(arg, depth + 1)
+
+    visit(expr, 0)
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)

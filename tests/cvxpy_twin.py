@@ -21,17 +21,18 @@ def _sound_semidefinite_rules() -> None:
     CVXPY infers PSD for *any* affine atom increasing in a PSD argument, so it calls
     ``X[::-1]`` or ``cumsum(X)`` PSD and ``trace(X[::-1])`` nonnegative — false for
     X = [[1, -2], [-2, 5]] (trace −4). diffdsl keeps the rule only where it holds: sums,
-    negation, transpose and division (monotone in each argument); atoms with their own
-    rule (multiply, kron, diag) are untouched.
+    negation, transpose, division and CVXPY's internal scalar promotion (c ≥ 0 promoted is
+    c·11ᵀ ⪰ 0); atoms with their own rule (multiply, kron, diag) are untouched.
     """
     from cvxpy.atoms.affine.add_expr import AddExpression
     from cvxpy.atoms.affine.affine_atom import AffAtom
     from cvxpy.atoms.affine.binary_operators import DivExpression
+    from cvxpy.atoms.affine.promote import Promote
     from cvxpy.atoms.affine.transpose import transpose
     from cvxpy.atoms.affine.unary_operators import NegExpression
 
     generic_psd, generic_nsd = AffAtom.is_psd, AffAtom.is_nsd
-    monotone = (AddExpression, NegExpression, transpose, DivExpression)
+    monotone = (AddExpression, NegExpression, transpose, DivExpression, Promote)
 
     def is_psd(self):
         return isinstance(self, monotone) and generic_psd(self)
@@ -175,6 +176,12 @@ def diffdsl_verdicts(expr) -> dict:
 
 
 def same_value(a, b) -> bool:
+    """Same shape, same finite entries; non-finite entries (NaN or ±inf, which arise on the
+    boundary of a domain, e.g. inv_pos(0)) in the same places."""
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
-    return a.shape == b.shape and np.allclose(a, b, rtol=1e-7, atol=1e-9, equal_nan=True)
+    if a.shape != b.shape:
+        return False
+    finite = np.isfinite(a)
+    return bool(np.array_equal(finite, np.isfinite(b))
+                and np.allclose(a[finite], b[finite], rtol=1e-7, atol=1e-9))

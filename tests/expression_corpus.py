@@ -76,6 +76,11 @@ class Corpus:
     def expression(self, shape=None, depth=0):
         if shape is None:
             shape = SHAPES[self.rng.integers(len(SHAPES))]
+        expr = self._expression(shape, depth)
+        assert expr.shape == shape, (expr, shape)
+        return expr
+
+    def _expression(self, shape, depth):
         if depth >= self.max_depth or self.rng.random() < 0.15 + 0.12 * depth:
             return self.leaf(shape)
         builders = [self.elementwise, self.binary, self.scaled, self.affine_reshape]
@@ -115,7 +120,8 @@ class Corpus:
         if op == "*":
             return dd.multiply(x, y) if x.ndim and y.ndim else x * y
         if op == "/":
-            return x / self.data(()) if r.random() < 0.6 else x / y
+            numerator = x if x.shape == shape else y
+            return numerator / (self.data(()) if r.random() < 0.6 else self.expression((), d))
         return getattr(dd, op)(x, y)
 
     def scaled(self, shape, d):

@@ -34,6 +34,7 @@ class AddExpression(MonotoneSemidefinite, Atom):
     """Sum of arguments, broadcast elementwise."""
 
     name = "add"
+    label = "+"
     precedence = PREC_ADD
     curvature_of_atom = Curvature.AFFINE
     monotonicity_of_atom = Monotonicity.INCREASING
@@ -61,6 +62,7 @@ class NegExpression(MonotoneSemidefinite, Atom):
     """−x."""
 
     name = "negative"
+    label = "-"
     precedence = PREC_UNARY
     curvature_of_atom = Curvature.AFFINE
     monotonicity_of_atom = Monotonicity.DECREASING

@@ -73,8 +73,8 @@ class LogDet(MatrixAtom):
         return [self.args[0] >> 0]
 
     def numeric(self, values):
-        sign, logdet = np.linalg.slogdet((values[0] + values[0].T) / 2)
-        return logdet if sign > 0 else -np.inf
+        eig = _symmetric_eigenvalues(values[0])
+        return np.log(eig).sum() if eig.min() > 0 else -np.inf
 
 
 class SigmaMax(MatrixAtom):
