@@ -59,7 +59,8 @@ def explain_node(node: Expression, dpp: bool) -> str:
 
 def suggest_rewrite(node: Expression, dpp: bool) -> str | None:
     """A rewrite for common non-DCP/non-DPP patterns at ``node``, or None."""
-    if isinstance(node, Power) and node.p == 0.5 and isinstance(node.args[0], (SumSquares, QuadOverLin)):
+    sum_of_squares = (SumSquares, QuadOverLin)
+    if isinstance(node, Power) and node.p == 0.5 and isinstance(node.args[0], sum_of_squares):
         inner = node.args[0].args[0]
         return f"sqrt(sum_squares(x)) is the Euclidean norm: write norm({inner})"
     if isinstance(node, BinaryProduct):
@@ -152,4 +153,5 @@ def curvature_report(expr: Expression) -> str:
 
     visit(expr, 0)
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+    lines = ("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows)
+    return "\n".join(line.rstrip() for line in lines)

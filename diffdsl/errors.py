@@ -35,7 +35,7 @@ class DCPError(DiffdslError):
         if where:
             lines.append(f"  in:         {where}")
         lines.append(f"  culprit:    {expression}")
-        lines.append(f"  curvature:  {curvature.value if hasattr(curvature, 'value') else curvature}")
+        lines.append(f"  curvature:  {getattr(curvature, 'value', curvature)}")
         lines.append(f"  rule:       {rule}")
         if rewrite:
             lines.append(f"  rewrite:    {rewrite}")

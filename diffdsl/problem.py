@@ -54,7 +54,8 @@ class Problem:
         constraints = list(constraints or [])
         for i, c in enumerate(constraints):
             if not isinstance(c, Constraint):
-                hint = " (a Python bool: did you compare plain numbers?)" if isinstance(c, bool) else ""
+                hint = (" (a Python bool: did you compare plain numbers?)"
+                        if isinstance(c, bool) else "")
                 raise TypeError(f"constraint {i} is a {type(c).__name__}, not a constraint{hint}")
         self.objective = objective
         self.constraints = constraints

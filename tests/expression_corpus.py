@@ -168,7 +168,8 @@ class Corpus:
         src = [(3,), (2, 3), (3, 3)][r.integers(3)]
         x = self.expression(src, d)
         name = r.choice(["sum", "max", "min", "norm1", "norm2", "norm_inf", "pnorm", "sum_squares",
-                         "log_sum_exp", "sum_largest", "sum_smallest", "geo_mean", "norm_fro", "trace"])
+                         "log_sum_exp", "sum_largest", "sum_smallest", "geo_mean", "norm_fro",
+                         "trace"])
         if name == "pnorm":
             return dd.pnorm(x, float(r.choice([3.0, 1.5, 0.5])))
         if name in ("sum_largest", "sum_smallest"):
@@ -184,7 +185,8 @@ class Corpus:
 
     def axis_reduction(self, shape, d):
         r = self.rng
-        name = r.choice(["sum", "max", "min", "norm1", "norm_inf", "log_sum_exp", "sum_squares", "norm2"])
+        name = r.choice(["sum", "max", "min", "norm1", "norm_inf", "log_sum_exp", "sum_squares",
+                         "norm2"])
         x = self.expression((2, 3), d)
         return getattr(dd, name)(x, axis=0)
 
@@ -225,10 +227,12 @@ class Corpus:
         if shape == (2, 3):
             if r.random() < 0.5:
                 return dd.vstack([self.expression((3,), d), self.expression((3,), d)])
-            return dd.kron(self.constant((2, 1)), dd.reshape(self.expression((3,), d), (1, 3), order="C"))
+            row = dd.reshape(self.expression((3,), d), (1, 3), order="C")
+            return dd.kron(self.constant((2, 1)), row)
         if r.random() < 0.5:
             return dd.diag(self.expression((3,), d))
-        return dd.bmat([[self.expression((2, 3), d)], [dd.reshape(self.expression((3,), d), (1, 3), order="F")]])
+        row = dd.reshape(self.expression((3,), d), (1, 3), order="F")
+        return dd.bmat([[self.expression((2, 3), d)], [row]])
 
     # values ------------------------------------------------------------------
     def randomize_values(self):

@@ -261,9 +261,9 @@ def test_constraint_violations():
 def test_comparisons_cannot_chain_or_be_strict():
     x = dd.Variable()
     with pytest.raises(TypeError, match="chain"):
-        0 <= x <= 1
+        0 <= x <= 1  # noqa: B015
     with pytest.raises(TypeError, match="strict"):
-        x < 1
+        x < 1  # noqa: B015
 
 
 # ------------------------------------------------------------------------- problems

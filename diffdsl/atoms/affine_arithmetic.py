@@ -197,7 +197,8 @@ class DivExpression(MonotoneSemidefinite, Atom):
         return values[0] / values[1]
 
     def format(self) -> str:
-        return f"{parenthesize(self.args[0], PREC_MUL)} / {parenthesize(self.args[1], PREC_MUL + 1)}"
+        num, den = self.args
+        return f"{parenthesize(num, PREC_MUL)} / {parenthesize(den, PREC_MUL + 1)}"
 
 
 # ---------------------------------------------------------------------------- functions

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..expressions.dcp import Curvature, Monotonicity, Sign, compose
-from ..expressions.expression import PREC_ATOM, Expression, as_expression
+from ..expressions.expression import Expression, as_expression
 from ..expressions.shapes import Shape, broadcast, normalize_axis, reduce_shape
 
 
@@ -84,8 +84,6 @@ class Atom(Expression):
         parts = [a.format() for a in self.args] + self.format_data()
         return f"{self.name}({', '.join(parts)})"
 
-    precedence = PREC_ATOM
-
 
 class Elementwise(Atom):
     """An atom applied entry by entry; its arguments broadcast like NumPy arrays."""
@@ -142,10 +140,6 @@ class AxisAtom(Atom):
     def format_data(self) -> list[str]:
         out = [] if self.axis is None else [f"axis={self.axis}"]
         return out + (["keepdims=True"] if self.keepdims else [])
-
-
-def unary_sign_same(atom: Atom) -> Sign:
-    return atom.args[0].sign
 
 
 def signed_monotonicity(arg: Expression) -> Monotonicity:

@@ -40,8 +40,7 @@ class Log(Elementwise):
         return [self.args[0] >= 0]
 
     def numeric(self, values):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log(values[0])
+        return np.log(values[0])
 
 
 class Log1p(Log):
@@ -54,8 +53,7 @@ class Log1p(Log):
         return [self.args[0] >= -1]
 
     def numeric(self, values):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log1p(values[0])
+        return np.log1p(values[0])
 
 
 class Entr(Elementwise):

@@ -63,9 +63,8 @@ class Pnorm(NormAtom):
 
     def numeric(self, values):
         x = values[0] if self.p < 1 else np.abs(values[0])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.sum(np.power(x, self.p), axis=self.axis, keepdims=self.keepdims)
-            return np.power(s, 1.0 / self.p)
+        s = np.sum(np.power(x, self.p), axis=self.axis, keepdims=self.keepdims)
+        return np.power(s, 1.0 / self.p)
 
     @property
     def label(self) -> str:

@@ -64,8 +64,7 @@ class Power(Elementwise):
         return [self.args[0] >= 0]
 
     def numeric(self, values):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.power(values[0], self.p)
+        return np.power(values[0], self.p)
 
     @property
     def label(self) -> str:
@@ -111,8 +110,7 @@ class GeoMean(Atom):
         return [self.args[0] >= 0]
 
     def numeric(self, values):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.prod(np.power(values[0].reshape(-1, order="F"), self.weights))
+        return np.prod(np.power(values[0].reshape(-1, order="F"), self.weights))
 
     def format_data(self) -> list[str]:
         w = self.weights

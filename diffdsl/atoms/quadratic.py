@@ -4,7 +4,7 @@ They stay in the objective's P when the solver accepts P (quad_over_lin with a c
 denominator, sum_squares, quad_form, square, huber); otherwise they are lifted to
 second-order cones.
 
-    sum_squares(x)        Σ x_i²,             convex, ≥ 0, increasing for x ≥ 0 / decreasing for x ≤ 0
+    sum_squares(x)        Σ x_i²,             convex, ≥ 0, ↑ for x ≥ 0, ↓ for x ≤ 0
     quad_form(x, P)       xᵀ P x,             convex for constant P ⪰ 0, concave for P ⪯ 0
     quad_over_lin(x, y)   Σ x_i² / y,         convex, decreasing in y, domain y > 0
     huber(x, M)           x² for |x| ≤ M, 2M|x| − M² else; convex, ≥ 0
@@ -68,8 +68,7 @@ class QuadOverLin(Atom):
         return [self.args[1] >= 0]
 
     def numeric(self, values):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.sum(np.square(values[0])) / values[1].reshape(())
+        return np.sum(np.square(values[0])) / values[1].reshape(())
 
 
 class QuadForm(Atom):
@@ -77,7 +76,8 @@ class QuadForm(Atom):
 
     def __init__(self, x, P) -> None:
         x, P = as_expression(x), as_expression(P)
-        if P.ndim != 2 or P.shape[0] != P.shape[1] or x.size != P.shape[0] or x.ndim > 1 and x.shape[1] != 1:
+        vector = x.ndim <= 1 or x.shape[1] == 1
+        if P.ndim != 2 or P.shape[0] != P.shape[1] or x.size != P.shape[0] or not vector:
             raise ShapeError(f"quad_form(x, P) needs a vector x of length n and an n×n matrix P, "
                              f"got shapes {x.shape} and {P.shape}")
         if not P.is_symmetric():
@@ -109,8 +109,9 @@ class QuadForm(Atom):
     def monotonicity(self, i: int) -> Monotonicity:
         x, P = self.args
         if i == 0:
-            return Monotonicity.of((x.is_nonneg() and P.is_nonneg()) or (x.is_nonpos() and P.is_nonpos()),
-                                   (x.is_nonneg() and P.is_nonpos()) or (x.is_nonpos() and P.is_nonneg()))
+            same = (x.is_nonneg() and P.is_nonneg()) or (x.is_nonpos() and P.is_nonpos())
+            opposite = (x.is_nonneg() and P.is_nonpos()) or (x.is_nonpos() and P.is_nonneg())
+            return Monotonicity.of(same, opposite)
         return Monotonicity.of(x.is_nonneg() or x.is_nonpos(), False)
 
     def numeric(self, values):

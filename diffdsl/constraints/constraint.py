@@ -51,7 +51,8 @@ class Constraint:
         values = [a.value for a in self.args]
         if any(v is None for v in values):
             return None
-        return self.residual(*[np.asarray(v, dtype=float) for v in values])
+        with np.errstate(all="ignore"):
+            return self.residual(*[np.asarray(v, dtype=float) for v in values])
 
     def residual(self, *values) -> np.ndarray:
         raise NotImplementedError
@@ -203,9 +204,8 @@ class ExpCone(Constraint):
 
     def residual(self, x, y, z):
         x, y, z = np.broadcast_arrays(x, y, z)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            inside = np.where(y > 0, y * np.exp(x / np.where(y > 0, y, 1)) - z,
-                              np.maximum(x, -z))  # closure at y = 0: x ≤ 0, z ≥ 0
+        inside = np.where(y > 0, y * np.exp(x / np.where(y > 0, y, 1)) - z,
+                          np.maximum(x, -z))  # closure at y = 0: x ≤ 0, z ≥ 0
         return np.maximum(np.maximum(inside, -y), 0.0)
 
 
@@ -223,8 +223,7 @@ class PowCone3D(Constraint):
 
     def residual(self, x, y, z):
         a = self.alpha
-        with np.errstate(invalid="ignore"):
-            gap = np.abs(z) - np.power(np.maximum(x, 0), a) * np.power(np.maximum(y, 0), 1 - a)
+        gap = np.abs(z) - np.power(np.maximum(x, 0), a) * np.power(np.maximum(y, 0), 1 - a)
         return np.maximum.reduce([gap, -x, -y, np.zeros(self.shape)])
 
     def format_body(self) -> str:

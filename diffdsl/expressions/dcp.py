@@ -124,11 +124,6 @@ class Monotonicity(enum.Enum):
         return self in (Monotonicity.DECREASING, Monotonicity.CONSTANT)
 
 
-INCREASING = Monotonicity.INCREASING
-DECREASING = Monotonicity.DECREASING
-NONMONOTONE = Monotonicity.NONMONOTONE
-
-
 def arg_keeps_convexity(arg: Curvature, mono: Monotonicity) -> bool:
     """Whether a convex function stays convex when this argument is plugged in."""
     return arg.is_affine or (arg.is_convex and mono.is_incr) or (arg.is_concave and mono.is_decr)

@@ -162,7 +162,8 @@ class Expression:
         values = [arg.value for arg in self.args]
         if any(v is None for v in values):
             return None
-        out = self.numeric([dense(v) for v in values])
+        with np.errstate(all="ignore"):   # outside a domain values are NaN or ±inf
+            out = self.numeric([dense(v) for v in values])
         return finalize_value(out, self.shape)
 
     def numeric(self, values: list[np.ndarray]) -> np.ndarray:

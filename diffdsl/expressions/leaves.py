@@ -176,7 +176,8 @@ class Constant(Leaf):
         if sp.issparse(value):
             data = sp.csc_matrix(value, dtype=float)
         else:
-            if isinstance(value, bool) or not (is_number(value) or isinstance(value, (list, tuple, np.ndarray, np.generic))):
+            array_like = isinstance(value, (list, tuple, np.ndarray, np.generic))
+            if isinstance(value, bool) or not (is_number(value) or array_like):
                 raise TypeError(f"cannot use {type(value).__name__} as a constant; expected a "
                                 "number, a NumPy array or a scipy.sparse matrix")
             arr = np.asarray(value)
