@@ -61,6 +61,7 @@ class Problem:
         self.constraints = constraints
         self.value = None
         self.status = None
+        self._compiled: dict = {}
 
     def _expressions(self) -> list[Expression]:
         return [self.objective.expr] + [a for c in self.constraints for a in c.args]
@@ -104,6 +105,46 @@ class Problem:
         err = self.first_violation(dpp=True)
         if err is not None:
             raise err
+
+    # compiling and solving -----------------------------------------------------------
+    def compile(self, parameters=None, variables=None, solver: str = "clarabel", **opts):
+        """Compile once into a parametric cone program: returns a ``CompiledProblem`` whose
+        ``solve`` maps parameter values (batched or not) to a ``Solution``."""
+        from .compiled import CompiledProblem
+        return CompiledProblem(self, parameters, variables, solver, **opts)
+
+    def solve(self, solver: str | None = None, **opts) -> float:
+        """Solve at the parameters' current values, like CVXPY: sets ``Variable.value``,
+        ``Constraint.dual_value``, ``value`` and ``status``; returns the optimal value.
+
+        A DPP problem is compiled once per solver and reused on later solves; a DCP problem
+        that is not DPP is compiled with its parameters' values as constants.
+        """
+        from .compiled import CompiledProblem
+        self.check_dcp()
+        solver = solver or "clarabel"
+        dpp = self.is_dpp()
+        compiled = self._compiled.get(solver) if dpp else None
+        if compiled is None:
+            compiled = CompiledProblem(self, solver=solver, parameters_as_constants=not dpp)
+            if dpp:
+                self._compiled[solver] = compiled
+        solution = compiled.solve({p: p.value for p in compiled.parameters}, **opts)
+        self.unpack(solution)
+        return self.value
+
+    def unpack(self, solution) -> None:
+        """Copy a single (unbatched) solution into the problem's variables and constraints."""
+        status = solution.status[0]
+        self.status = status.value
+        self.value = float(solution.value)
+        optimal = status.is_optimal
+        for v in self.variables():
+            v._value = solution[v] if optimal else None
+            if optimal and v.ndim == 0:
+                v._value = v._value[()]
+        for c in self.constraints:
+            c.dual_value = solution.dual(c) if optimal else None
 
     # printing ---------------------------------------------------------------
     def __str__(self) -> str:

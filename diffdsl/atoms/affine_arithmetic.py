@@ -8,6 +8,10 @@ affine in the parameters.
 """
 from __future__ import annotations
 
+import numpy as np
+import scipy.sparse as sp
+
+from ..compile.context import broadcast_rows
 from ..errors import ShapeError
 from ..expressions.dcp import Curvature, Monotonicity, Sign, mul_sign, sum_sign
 from ..expressions.expression import (PREC_ADD, PREC_MUL, PREC_UNARY, Expression,
@@ -48,6 +52,12 @@ class AddExpression(MonotoneSemidefinite, Atom):
     def numeric(self, values):
         return sum(values[1:], values[0])
 
+    def canonicalize(self, args, ctx):
+        out = broadcast_rows(args[0], self.args[0].shape, self.shape)
+        for a, t in zip(self.args[1:], args[1:], strict=True):
+            out = out + broadcast_rows(t, a.shape, self.shape)
+        return out
+
     def format(self) -> str:
         text = parenthesize(self.args[0], PREC_ADD)
         for a in self.args[1:]:
@@ -75,6 +85,9 @@ class NegExpression(MonotoneSemidefinite, Atom):
 
     def numeric(self, values):
         return -values[0]
+
+    def canonicalize(self, args, ctx):
+        return -args[0]
 
     def format(self) -> str:
         return "-" + parenthesize(self.args[0], PREC_UNARY)
@@ -131,6 +144,10 @@ class Multiply(BinaryProduct):
     def numeric(self, values):
         return values[0] * values[1]
 
+    def canonicalize(self, args, ctx):
+        x, y = (broadcast_rows(t, a.shape, self.shape) for t, a in zip(args, self.args, strict=True))
+        return x.rowwise_product(y)
+
     def is_psd(self) -> bool:
         """Schur product theorem: the elementwise product of PSD matrices is PSD."""
         x, y = self.args
@@ -160,6 +177,24 @@ class MatMul(BinaryProduct):
 
     def numeric(self, values):
         return values[0] @ values[1]
+
+    def canonicalize(self, args, ctx):
+        """out[i, j] = Σ_l X[i, l] Y[l, j]: a constant factor gives a sparse linear map; a
+        parameter factor gives one product per (i, l, j) term, summed over l."""
+        (m, k), (_, n) = promoted(self.args[0].shape, 0), promoted(self.args[1].shape, 1)
+        left, right = args
+        if left.is_variable_free() and left.is_parameter_free():
+            A = sp.csr_matrix(left.constant_value().reshape(m, k))
+            return right.linear(sp.kron(A, sp.identity(n), format="csr"))
+        if right.is_variable_free() and right.is_parameter_free():
+            B = sp.csr_matrix(right.constant_value().reshape(k, n))
+            return left.linear(sp.kron(sp.identity(m), B.T, format="csr"))
+        i, l, j = (g.reshape(-1) for g in np.meshgrid(np.arange(m), np.arange(k), np.arange(n),
+                                                      indexing="ij"))
+        terms = left.select(i * k + l).rowwise_product(right.select(l * n + j))
+        total = sp.csr_matrix((np.ones(i.size), (i * n + j, np.arange(i.size))),
+                              shape=(m * n, i.size))
+        return terms.linear(total)
 
 
 class DivExpression(MonotoneSemidefinite, Atom):
@@ -196,9 +231,23 @@ class DivExpression(MonotoneSemidefinite, Atom):
     def numeric(self, values):
         return values[0] / values[1]
 
+    def canonicalize(self, args, ctx):
+        x = broadcast_rows(args[0], self.args[0].shape, self.shape)
+        y = broadcast_rows(args[1], self.args[1].shape, self.shape)
+        if y.is_parameter_free() and y.is_variable_free():
+            return x.scale(1.0 / y.constant_value())
+        raise ValueError("division by a parameter reached canonicalization; it is not DPP")
+
     def format(self) -> str:
         num, den = self.args
         return f"{parenthesize(num, PREC_MUL)} / {parenthesize(den, PREC_MUL + 1)}"
+
+
+def promoted(shape: tuple, side: int) -> tuple[int, int]:
+    """A matmul operand's shape as a matrix (1-d: a row on the left, a column on the right)."""
+    if len(shape) == 2:
+        return shape
+    return (1, shape[0]) if side == 0 else (shape[0], 1)
 
 
 # ---------------------------------------------------------------------------- functions

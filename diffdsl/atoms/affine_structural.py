@@ -9,6 +9,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import ShapeError
 from ..expressions.dcp import Curvature, Monotonicity, Sign, mul_sign, sum_sign
@@ -55,6 +56,9 @@ class Index(AffineAtom):
     def numeric(self, values):
         return values[0].reshape(-1)[self.selection]
 
+    def canonicalize(self, args, ctx):
+        return args[0].select(self.selection.reshape(-1))
+
     def format(self) -> str:
         from .affine_arithmetic import parenthesize
         return f"{parenthesize(self.args[0], PREC_POSTFIX)}[{format_key(self.key)}]"
@@ -84,6 +88,9 @@ class Transpose(MonotoneSemidefinite, AffineAtom):
     def numeric(self, values):
         return values[0].T
 
+    def canonicalize(self, args, ctx):
+        return args[0].select(np.arange(self.size).reshape(self.args[0].shape).T.reshape(-1))
+
     def format(self) -> str:
         from .affine_arithmetic import parenthesize
         return f"{parenthesize(self.args[0], PREC_POSTFIX)}.T"
@@ -107,6 +114,9 @@ class Reshape(AffineAtom):
 
     def numeric(self, values):
         return np.reshape(values[0], self.target, order=self.order)
+
+    def canonicalize(self, args, ctx):
+        return args[0].select(self.numeric([np.arange(self.size).reshape(self.args[0].shape)]))
 
     def format_data(self) -> list[str]:
         return [str(self.target), f"order={self.order!r}"]
@@ -145,6 +155,9 @@ class Sum(AffineAtom):
     def numeric(self, values):
         return np.sum(values[0], axis=self.axis, keepdims=self.keepdims)
 
+    def canonicalize(self, args, ctx):
+        return args[0].linear(reduction_matrix(self.args[0].shape, self.axis))
+
     def format_data(self) -> list[str]:
         out = [] if self.axis is None else [f"axis={self.axis}"]
         return out + (["keepdims=True"] if self.keepdims else [])
@@ -168,6 +181,15 @@ class Cumsum(AffineAtom):
     def numeric(self, values):
         return np.cumsum(values[0], axis=self.axis)
 
+    def canonicalize(self, args, ctx):
+        shape = self.args[0].shape
+        if self.axis is None or len(shape) <= 1:
+            return args[0].linear(lower_ones(self.size))
+        a, b = shape
+        L = (sp.kron(lower_ones(a), sp.identity(b)) if self.axis == 0
+             else sp.kron(sp.identity(a), lower_ones(b)))
+        return args[0].linear(L)
+
     def format_data(self) -> list[str]:
         return [f"axis={self.axis}"]
 
@@ -187,6 +209,12 @@ class DiagVec(AffineAtom):
 
     def numeric(self, values):
         return np.diag(values[0].reshape(-1, order="F"), self.k)
+
+    def canonicalize(self, args, ctx):
+        n, N = self.args[0].size, self.shape[0]
+        i = np.arange(n)
+        rows, cols = (i, i + self.k) if self.k >= 0 else (i - self.k, i)
+        return args[0].linear(sp.csr_matrix((np.ones(n), (rows * N + cols, i)), shape=(N * N, n)))
 
     def is_psd(self) -> bool:
         return self.k == 0 and self.args[0].is_nonneg()
@@ -224,6 +252,10 @@ class DiagMat(AffineAtom):
     def numeric(self, values):
         return np.diag(values[0], self.k)
 
+    def canonicalize(self, args, ctx):
+        n = self.args[0].shape[0]
+        return args[0].select(np.diag(np.arange(n * n).reshape(n, n), self.k))
+
     def format_data(self) -> list[str]:
         return [f"k={self.k}"] if self.k else []
 
@@ -247,6 +279,12 @@ class Trace(AffineAtom):
     def numeric(self, values):
         return np.trace(values[0])
 
+    def canonicalize(self, args, ctx):
+        n = self.args[0].shape[0]
+        diagonal = np.arange(n) * (n + 1)
+        return args[0].linear(sp.csr_matrix((np.ones(n), (np.zeros(n, int), diagonal)),
+                                            shape=(1, n * n)))
+
 
 class Stack(AffineAtom):
     """Concatenation with NumPy's hstack/vstack shape rules."""
@@ -268,6 +306,13 @@ class Stack(AffineAtom):
 
     def numeric(self, values):
         return self.numpy_stack(values)
+
+    def canonicalize(self, args, ctx):
+        from ..compile.tensor import vstack
+        starts = np.cumsum([0] + [a.size for a in self.args])
+        blocks = [start + np.arange(a.size).reshape(a.shape)
+                  for start, a in zip(starts, self.args, strict=False)]
+        return vstack(args, ctx.P).select(self.numpy_stack(blocks).reshape(-1))
 
     def format(self) -> str:
         return f"{self.name}([{', '.join(a.format() for a in self.args)}])"
@@ -323,13 +368,37 @@ class Kron(Atom):
     def numeric(self, values):
         return np.kron(values[0], values[1])
 
-    def is_psd(self) -> bool:
-        a, b = self.args
-        return (a.is_psd() and b.is_psd()) or (a.is_nsd() and b.is_nsd())
+    def canonicalize(self, args, ctx):
+        """out[i p + r, j q + s] = A[i, j] B[r, s]: a linear map of the non-constant factor."""
+        (m, n), (p, q) = self.args[0].shape, self.args[1].shape
+        i, j, r, s = (g.reshape(-1) for g in np.meshgrid(
+            np.arange(m), np.arange(n), np.arange(p), np.arange(q), indexing="ij"))
+        out = (i * p + r) * (n * q) + (j * q + s)
+        if args[0].is_variable_free() and args[0].is_parameter_free():
+            coef, src, x, width = args[0].constant_value()[i * n + j], r * q + s, args[1], p * q
+        else:
+            coef, src, x, width = args[1].constant_value()[r * q + s], i * n + j, args[0], m * n
+        L = sp.csr_matrix((coef, (out, src)), shape=(self.size, width))
+        L.eliminate_zeros()
+        return x.linear(L)
 
-    def is_nsd(self) -> bool:
-        a, b = self.args
-        return (a.is_psd() and b.is_nsd()) or (a.is_nsd() and b.is_psd())
+
+def reduction_matrix(shape: tuple, axis: int | None) -> sp.csr_matrix:
+    """The 0/1 matrix summing C-order entries of ``shape`` over ``axis`` (all when None)."""
+    size = int(np.prod(shape, dtype=int))
+    if axis is None:
+        return sp.csr_matrix(np.ones((1, size)))
+    coords = np.indices(shape).reshape(len(shape), -1)
+    kept = [c for i, c in enumerate(coords) if i != axis]
+    out_shape = [d for i, d in enumerate(shape) if i != axis]
+    rows = np.ravel_multi_index(kept, out_shape) if kept else np.zeros(size, int)
+    return sp.csr_matrix((np.ones(size), (rows, np.arange(size))),
+                         shape=(int(np.prod(out_shape, dtype=int)), size))
+
+
+def lower_ones(n: int) -> sp.csr_matrix:
+    """n×n lower-triangular matrix of ones (a cumulative sum)."""
+    return sp.csr_matrix(np.tril(np.ones((n, n))))
 
 
 # ---------------------------------------------------------------------------- functions

@@ -91,6 +91,12 @@ class Elementwise(Atom):
     def shape_from_args(self) -> Shape:
         return broadcast(*(a.shape for a in self.args), op=self.name)
 
+    def broadcast_args(self, args):
+        """The arguments' rows broadcast to the atom's shape."""
+        from ..compile.context import broadcast_rows
+        return [broadcast_rows(t, a.shape, self.shape) for t, a in zip(args, self.args,
+                                                                        strict=True)]
+
     def is_symmetric(self) -> bool:
         return is_square(self) and all(a.is_symmetric() for a in self.args)
 
@@ -140,6 +146,21 @@ class AxisAtom(Atom):
     def format_data(self) -> list[str]:
         out = [] if self.axis is None else [f"axis={self.axis}"]
         return out + (["keepdims=True"] if self.keepdims else [])
+
+    def output_index(self) -> np.ndarray:
+        """For each C-order entry of the argument, the output entry it reduces into."""
+        shape = self.args[0].shape
+        if self.axis is None:
+            return np.zeros(self.args[0].size, np.int64)
+        coords = np.indices(shape).reshape(len(shape), -1)
+        kept = [c for i, c in enumerate(coords) if i != self.axis]
+        return np.ravel_multi_index(kept, [d for i, d in enumerate(shape) if i != self.axis])
+
+    def lines(self, x):
+        """The argument's rows regrouped so each output's entries are contiguous, and the
+        length of each group."""
+        order = np.argsort(self.output_index(), kind="stable")
+        return x.select(order), self.args[0].size // max(self.size, 1)
 
 
 def signed_monotonicity(arg: Expression) -> Monotonicity:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import scipy.special
 
 from ..expressions.dcp import Curvature, Monotonicity, Sign
@@ -30,6 +31,12 @@ class Exp(Elementwise):
     def numeric(self, values):
         return np.exp(values[0])
 
+    def canonicalize(self, args, ctx):
+        """(x, 1, t) ∈ K_exp ⇔ eˣ ≤ t."""
+        t = ctx.new_variable(self.size)
+        ctx.exp_cone(args[0], ctx.ones(self.size), t)
+        return t
+
 
 class Log(Elementwise):
     name = "log"
@@ -41,6 +48,15 @@ class Log(Elementwise):
 
     def numeric(self, values):
         return np.log(values[0])
+
+    def canonicalize(self, args, ctx):
+        """(t, 1, x) ∈ K_exp ⇔ t ≤ log x (log1p: x + 1)."""
+        t = ctx.new_variable(self.size)
+        ctx.exp_cone(t, ctx.ones(self.size), self.log_argument(args[0], ctx))
+        return t
+
+    def log_argument(self, x, ctx):
+        return x
 
 
 class Log1p(Log):
@@ -55,6 +71,9 @@ class Log1p(Log):
     def numeric(self, values):
         return np.log1p(values[0])
 
+    def log_argument(self, x, ctx):
+        return x + ctx.ones(self.size)
+
 
 class Entr(Elementwise):
     name = "entr"
@@ -65,6 +84,12 @@ class Entr(Elementwise):
 
     def numeric(self, values):
         return scipy.special.entr(values[0])
+
+    def canonicalize(self, args, ctx):
+        """(t, x, 1) ∈ K_exp ⇔ x e^{t/x} ≤ 1 ⇔ t ≤ −x log x."""
+        t = ctx.new_variable(self.size)
+        ctx.exp_cone(t, args[0], ctx.ones(self.size))
+        return t
 
 
 class Logistic(Elementwise):
@@ -77,6 +102,16 @@ class Logistic(Elementwise):
 
     def numeric(self, values):
         return np.logaddexp(0.0, values[0])
+
+    def canonicalize(self, args, ctx):
+        """t ≥ log(e⁰ + eˣ): u + v ≤ 1, (−t, 1, u), (x − t, 1, v) ∈ K_exp."""
+        n = self.size
+        t, u, v = ctx.new_variable(n), ctx.new_variable(n), ctx.new_variable(n)
+        one = ctx.ones(n)
+        ctx.nonneg(one - u - v)
+        ctx.exp_cone(-t, one, u)
+        ctx.exp_cone(args[0] - t, one, v)
+        return t
 
 
 class KLDiv(Elementwise):
@@ -92,6 +127,11 @@ class KLDiv(Elementwise):
     def numeric(self, values):
         return scipy.special.kl_div(values[0], values[1])
 
+    def canonicalize(self, args, ctx):
+        """rel_entr(x, y) − x + y."""
+        x, y = self.broadcast_args(args)
+        return rel_entr_epigraph(ctx, x, y) - x + y
+
 
 class RelEntr(Elementwise):
     name = "rel_entr"
@@ -106,6 +146,9 @@ class RelEntr(Elementwise):
     def numeric(self, values):
         return scipy.special.rel_entr(values[0], values[1])
 
+    def canonicalize(self, args, ctx):
+        return rel_entr_epigraph(ctx, *self.broadcast_args(args))
+
 
 class LogSumExp(AxisAtom):
     name = "log_sum_exp"
@@ -117,6 +160,23 @@ class LogSumExp(AxisAtom):
 
     def numeric(self, values):
         return scipy.special.logsumexp(values[0], axis=self.axis, keepdims=self.keepdims)
+
+    def canonicalize(self, args, ctx):
+        """t_j ≥ log Σ_i exp(x_i) over group j: Σ_i u_i ≤ 1, (x_i − t_j, 1, u_i) ∈ K_exp."""
+        n = self.args[0].size
+        t, u = ctx.new_variable(self.size), ctx.new_variable(n)
+        index = self.output_index()
+        ctx.exp_cone(args[0] - t.select(index), ctx.ones(n), u)
+        group_sum = sp.csr_matrix((np.ones(n), (index, np.arange(n))), shape=(self.size, n))
+        ctx.nonneg(ctx.ones(self.size) - u.linear(group_sum))
+        return t
+
+
+def rel_entr_epigraph(ctx, x, y):
+    """t ≥ x log(x/y): (−t, x, y) ∈ K_exp ⇔ x e^{−t/x} ≤ y."""
+    t = ctx.new_variable(x.rows)
+    ctx.exp_cone(-t, x, y)
+    return t
 
 
 def exp(x) -> Expression:

@@ -11,6 +11,7 @@ inf the max row sum.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..expressions.dcp import Curvature, Monotonicity, Sign
 from ..expressions.expression import Expression, as_expression
@@ -35,12 +36,29 @@ class Norm1(NormAtom):
     def numeric(self, values):
         return np.sum(np.abs(values[0]), axis=self.axis, keepdims=self.keepdims)
 
+    def canonicalize(self, args, ctx):
+        """Σ |x_i| per group, with |x| ≤ a elementwise."""
+        a = ctx.new_variable(self.args[0].size)
+        ctx.nonneg(a - args[0])
+        ctx.nonneg(a + args[0])
+        n = self.args[0].size
+        return a.linear(sp.csr_matrix((np.ones(n), (self.output_index(), np.arange(n))),
+                                      shape=(self.size, n)))
+
 
 class NormInf(NormAtom):
     name = "norm_inf"
 
     def numeric(self, values):
         return np.max(np.abs(values[0]), axis=self.axis, keepdims=self.keepdims)
+
+    def canonicalize(self, args, ctx):
+        """t_j ≥ ±x_i for every entry i of group j."""
+        t = ctx.new_variable(self.size)
+        spread = t.select(self.output_index())
+        ctx.nonneg(spread - args[0])
+        ctx.nonneg(spread + args[0])
+        return t
 
 
 class Pnorm(NormAtom):
@@ -65,6 +83,27 @@ class Pnorm(NormAtom):
         x = values[0] if self.p < 1 else np.abs(values[0])
         s = np.sum(np.power(x, self.p), axis=self.axis, keepdims=self.keepdims)
         return np.power(s, 1.0 / self.p)
+
+    def canonicalize(self, args, ctx):
+        """p = 2: one second-order cone per group. Otherwise, per group with t = Σ r_i:
+        p > 1: |x_i| ≤ r_i^{1/p} t^{1−1/p};  0 < p < 1: r_i ≤ x_i^p t^{1−p};
+        p < 0: t ≤ r_i^{1/(1−p)} x_i^{−p/(1−p)}."""
+        x, k = self.lines(args[0])
+        t = ctx.new_variable(self.size)
+        if self.p == 2:
+            ctx.soc(t, x)
+            return t
+        n = x.rows
+        r = ctx.new_variable(n)
+        spread = t.select(np.repeat(np.arange(self.size), k))
+        ctx.equal(t, r.linear(sp.kron(sp.identity(self.size), np.ones((1, k)), format="csr")))
+        if self.p > 1:
+            ctx.pow_cone(r, spread, x, 1.0 / self.p)
+        elif self.p > 0:
+            ctx.pow_cone(x, spread, r, self.p)
+        else:
+            ctx.pow_cone(r, x, spread, 1.0 / (1.0 - self.p))
+        return t
 
     @property
     def label(self) -> str:

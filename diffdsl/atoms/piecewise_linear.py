@@ -27,6 +27,14 @@ class Abs(Elementwise):
     def numeric(self, values):
         return np.abs(values[0])
 
+    def canonicalize(self, args, ctx):
+        """t ≥ x, t ≥ −x."""
+        (x,) = args
+        t = ctx.new_variable(self.size)
+        ctx.nonneg(t - x)
+        ctx.nonneg(t + x)
+        return t
+
 
 class Pos(Elementwise):
     """max(x, 0) elementwise. Convex, increasing; zero when x ≤ 0."""
@@ -40,6 +48,13 @@ class Pos(Elementwise):
 
     def numeric(self, values):
         return np.maximum(values[0], 0.0)
+
+    def canonicalize(self, args, ctx):
+        """t ≥ x, t ≥ 0."""
+        t = ctx.new_variable(self.size)
+        ctx.nonneg(t - args[0])
+        ctx.nonneg(t)
+        return t
 
 
 class Neg(Elementwise):
@@ -55,6 +70,13 @@ class Neg(Elementwise):
     def numeric(self, values):
         return np.maximum(-values[0], 0.0)
 
+    def canonicalize(self, args, ctx):
+        """t ≥ −x, t ≥ 0."""
+        t = ctx.new_variable(self.size)
+        ctx.nonneg(t + args[0])
+        ctx.nonneg(t)
+        return t
+
 
 class Maximum(Elementwise):
     """Elementwise maximum of two or more expressions (broadcast). Convex, increasing."""
@@ -68,6 +90,13 @@ class Maximum(Elementwise):
 
     def numeric(self, values):
         return np.maximum.reduce(np.broadcast_arrays(*values))
+
+    def canonicalize(self, args, ctx):
+        """t ≥ each argument."""
+        t = ctx.new_variable(self.size)
+        for a in self.broadcast_args(args):
+            ctx.nonneg(t - a)
+        return t
 
 
 class Minimum(Elementwise):
@@ -83,6 +112,13 @@ class Minimum(Elementwise):
     def numeric(self, values):
         return np.minimum.reduce(np.broadcast_arrays(*values))
 
+    def canonicalize(self, args, ctx):
+        """t ≤ each argument."""
+        t = ctx.new_variable(self.size)
+        for a in self.broadcast_args(args):
+            ctx.nonneg(a - t)
+        return t
+
 
 class Max(AxisAtom):
     """Largest entry (over all entries or along ``axis``). Convex, increasing."""
@@ -97,6 +133,12 @@ class Max(AxisAtom):
     def numeric(self, values):
         return np.max(values[0], axis=self.axis, keepdims=self.keepdims)
 
+    def canonicalize(self, args, ctx):
+        """t_j ≥ every entry reducing into output j."""
+        t = ctx.new_variable(self.size)
+        ctx.nonneg(t.select(self.output_index()) - args[0])
+        return t
+
 
 class Min(AxisAtom):
     """Smallest entry (over all entries or along ``axis``). Concave, increasing."""
@@ -110,6 +152,12 @@ class Min(AxisAtom):
 
     def numeric(self, values):
         return np.min(values[0], axis=self.axis, keepdims=self.keepdims)
+
+    def canonicalize(self, args, ctx):
+        """t_j ≤ every entry reducing into output j."""
+        t = ctx.new_variable(self.size)
+        ctx.nonneg(args[0] - t.select(self.output_index()))
+        return t
 
 
 class SumLargest(Atom):
@@ -135,6 +183,18 @@ class SumLargest(Atom):
     def numeric(self, values):
         v = np.sort(values[0].reshape(-1))
         return v[::-1][: self.k].sum()
+
+    def canonicalize(self, args, ctx):
+        """Σ_k largest x_i = min_q k q + Σ (x_i − q)₊ : returns k q + Σ s with s ≥ 0,
+        s ≥ x − q (the sign flips for sum_smallest)."""
+        sign = 1.0 if self.curvature_of_atom is Curvature.CONVEX else -1.0
+        x = args[0].scale(sign)
+        n = self.args[0].size
+        q, s = ctx.new_variable(1), ctx.new_variable(n)
+        ctx.nonneg(s)
+        ctx.nonneg(s - x + q.select(np.zeros(n, np.int64)))
+        total = q.scale(min(self.k, n)) + s.linear(np.ones((1, n)))
+        return total.scale(sign)
 
     def format_data(self) -> list[str]:
         return [str(self.k)]

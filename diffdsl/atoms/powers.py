@@ -15,12 +15,14 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import ShapeError
 from ..expressions.dcp import Curvature, Monotonicity, Sign
 from ..expressions.expression import Expression, as_expression
 from ..expressions.shapes import Shape, is_vector_shape
 from .atom import Atom, Elementwise, require_number, signed_monotonicity
+from .quadratic import quad_over_lin_epigraph
 
 
 def is_power_of_two(p: Fraction) -> bool:
@@ -58,6 +60,12 @@ class Power(Elementwise):
             return signed_monotonicity(self.args[0])
         return Monotonicity.INCREASING
 
+    def quadratic_form(self, args, ctx):
+        """x² = ½ x (2) x for a scalar x."""
+        if self.p != 2 or self.size != 1:
+            return None
+        return args[0], sp.identity(1, format="csr") * 2.0
+
     def domain(self) -> list:
         if self.p in (0, 1) or (self.p > 1 and is_power_of_two(self.p_rational)):
             return []
@@ -65,6 +73,33 @@ class Power(Elementwise):
 
     def numeric(self, values):
         return np.power(values[0], self.p)
+
+    def canonicalize(self, args, ctx):
+        """Second-order cones for p ∈ {2, ½, −1}; 3-d power cones otherwise:
+        p > 1: |x| ≤ t^{1/p};  0 < p < 1: t ≤ x^p;  p < 0: 1 ≤ t^{1/(1−p)} x^{−p/(1−p)}."""
+        (x,) = args
+        n, p = self.size, self.p
+        if p == 0:
+            return ctx.ones(n)
+        if p == 1:
+            return x
+        t = ctx.new_variable(n)
+        one = ctx.ones(n)
+        if p == 2:                                           # x² ≤ t · 1
+            quad_over_lin_epigraph(ctx, x, 1, t, one)
+        elif p == 0.5:                                       # t² ≤ x · 1
+            quad_over_lin_epigraph(ctx, t, 1, x, one)
+        elif p == -1:                                        # 1² ≤ x · t
+            quad_over_lin_epigraph(ctx, one, 1, t, x)
+        elif p > 1:
+            ctx.pow_cone(t, one, x, 1.0 / p)
+            if not is_power_of_two(self.p_rational):
+                ctx.nonneg(x)
+        elif p > 0:
+            ctx.pow_cone(x, one, t, p)
+        else:
+            ctx.pow_cone(t, x, one, 1.0 / (1.0 - p))
+        return t
 
     @property
     def label(self) -> str:
@@ -111,6 +146,23 @@ class GeoMean(Atom):
 
     def numeric(self, values):
         return np.prod(np.power(values[0].reshape(-1, order="F"), self.weights))
+
+    def canonicalize(self, args, ctx):
+        """t ≤ Π x_i^{w_i} as a chain of 3-d power cones: g_1 = t,
+        g_i ≤ x_i^{α_i} g_{i+1}^{1−α_i} with α_i = w_i / Σ_{j≥i} w_j, and g_last = x_last."""
+        order = np.flatnonzero(self.weights)     # x is a vector: F and C order agree
+        x, w = args[0], self.weights[order]
+        if len(order) == 1:
+            return x.select(order)
+        t = ctx.new_variable(1)
+        g = t
+        for i in range(len(order) - 1):
+            alpha = w[i] / w[i:].sum()
+            last = i == len(order) - 2
+            nxt = x.select(order[i + 1:i + 2]) if last else ctx.new_variable(1)
+            ctx.pow_cone(x.select(order[i:i + 1]), nxt, g, alpha)
+            g = nxt
+        return t
 
     def format_data(self) -> list[str]:
         w = self.weights

@@ -12,6 +12,7 @@ second-order cones.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import scipy.special
 
 from ..errors import ShapeError
@@ -34,6 +35,18 @@ class SumSquares(AxisAtom):
 
     def numeric(self, values):
         return np.sum(np.square(values[0]), axis=self.axis, keepdims=self.keepdims)
+
+    def canonicalize(self, args, ctx):
+        """t_j ≥ ‖x_group j‖²: ‖(2 x, t − 1)‖ ≤ t + 1 per group."""
+        x, k = self.lines(args[0])
+        t = ctx.new_variable(self.size)
+        quad_over_lin_epigraph(ctx, x, k, t, ctx.ones(self.size))
+        return t
+
+    def quadratic_form(self, args, ctx):
+        if self.axis is not None:
+            return None
+        return args[0], sp.identity(self.args[0].size, format="csr") * 2.0
 
 
 class QuadOverLin(Atom):
@@ -69,6 +82,18 @@ class QuadOverLin(Atom):
 
     def numeric(self, values):
         return np.sum(np.square(values[0])) / values[1].reshape(())
+
+    def canonicalize(self, args, ctx):
+        """‖(2x, y − t)‖ ≤ y + t ⇔ ‖x‖² ≤ y t (y ≥ 0)."""
+        t = ctx.new_variable(1)
+        quad_over_lin_epigraph(ctx, args[0], self.args[0].size, t, args[1])
+        return t
+
+    def quadratic_form(self, args, ctx):
+        y = args[1]
+        if not (y.is_variable_free() and y.is_parameter_free()):
+            return None
+        return args[0], sp.identity(self.args[0].size, format="csr") * (2.0 / y.constant_value()[0])
 
 
 class QuadForm(Atom):
@@ -118,6 +143,33 @@ class QuadForm(Atom):
         x = values[0].reshape(-1)
         return x @ values[1] @ x
 
+    def canonicalize(self, args, ctx):
+        """xᵀPx = ‖Lᵀx‖² with P = LLᵀ (P ⪰ 0); the negative of that for P ⪯ 0."""
+        P = self.constant_matrix(args)
+        sign = 1.0 if self.is_convex_form(P) else -1.0
+        eig, vec = np.linalg.eigh(sign * P)
+        keep = eig > 1e-12 * max(1.0, eig.max(initial=0.0))
+        factor = (vec[:, keep] * np.sqrt(eig[keep])).T           # rows of Lᵀ
+        y = args[0].linear(sp.csr_matrix(factor))
+        t = ctx.new_variable(1)
+        quad_over_lin_epigraph(ctx, y, y.rows, t, ctx.ones(1))
+        return t.scale(sign)
+
+    def constant_matrix(self, args) -> np.ndarray:
+        n = self.args[0].size
+        if not (args[1].is_variable_free() and args[1].is_parameter_free()):
+            raise ValueError("quad_form with a parameter matrix reached canonicalization; "
+                             "it is not DPP")
+        P = args[1].constant_value().reshape(n, n)
+        return (P + P.T) / 2
+
+    @staticmethod
+    def is_convex_form(P: np.ndarray) -> bool:
+        return np.linalg.eigvalsh(P).min() >= -1e-10 * max(1.0, np.abs(P).max())
+
+    def quadratic_form(self, args, ctx):
+        return args[0], sp.csr_matrix(2.0 * self.constant_matrix(args))
+
 
 class Huber(Elementwise):
     name = "huber"
@@ -138,8 +190,33 @@ class Huber(Elementwise):
     def numeric(self, values):
         return 2.0 * scipy.special.huber(self.M, values[0])
 
+    def canonicalize(self, args, ctx):
+        """huber(x) = min {s² + 2M|n| : x = s + n}: returns q + 2M a with q ≥ s² and
+        a ≥ |n| elementwise."""
+        (x,) = self.broadcast_args(args)
+        n = self.size
+        s, a, q = ctx.new_variable(n), ctx.new_variable(n), ctx.new_variable(n)
+        residual = x - s
+        ctx.nonneg(a - residual)
+        ctx.nonneg(a + residual)
+        quad_over_lin_epigraph(ctx, s, 1, q, ctx.ones(n))
+        return q + a.scale(2.0 * self.M)
+
     def format_data(self) -> list[str]:
         return [f"{self.M:g}"] if self.M != 1 else []
+
+
+def quad_over_lin_epigraph(ctx, x, k: int, t, y) -> None:
+    """‖x_group j‖² ≤ y_j t_j for the groups of k consecutive rows of x (y_j ≥ 0):
+    ‖(2 x_group j, y_j − t_j)‖ ≤ y_j + t_j."""
+    from ..compile.tensor import vstack
+    count = t.rows
+    if y.rows == 1 and count > 1:
+        y = y.select(np.zeros(count, np.int64))
+    order = np.empty((count, k + 1), np.int64)
+    order[:, :k] = np.arange(count * k).reshape(count, k)
+    order[:, k] = count * k + np.arange(count)
+    ctx.soc(y + t, vstack([x.scale(2.0), y - t], ctx.P).select(order.reshape(-1)))
 
 
 def sum_squares(x, axis: int | None = None, keepdims: bool = False) -> Expression:

@@ -57,6 +57,19 @@ class Constraint:
     def residual(self, *values) -> np.ndarray:
         raise NotImplementedError
 
+    # canonicalization ------------------------------------------------------
+    def canonicalize(self, ctx) -> None:
+        """Emit this constraint's cone rows (owned by it, so a solve can return its dual)."""
+        raise NotImplementedError
+
+    def dual_from(self, y: np.ndarray):
+        """This constraint's dual value, in CVXPY's convention, from its rows of y."""
+        return y.reshape(self.shape)
+
+    def broadcast_args(self, ctx):
+        from ..compile.context import broadcast_rows
+        return [broadcast_rows(ctx.canon(a), a.shape, self.shape) for a in self.args]
+
     def variables(self) -> list:
         return list({id(v): v for a in self.args for v in a.variables()}.values())
 
@@ -122,6 +135,14 @@ class Equality(Comparison):
     def residual(self, lhs, rhs):
         return np.abs(lhs - rhs)
 
+    def canonicalize(self, ctx) -> None:
+        lhs, rhs = self.broadcast_args(ctx)
+        ctx.equal(lhs, rhs, owner=self.id)
+
+    def dual_from(self, y):
+        """CVXPY's equality multiplier enters the Lagrangian as + ν (lhs − rhs): ν = −y."""
+        return -y.reshape(self.shape)
+
     def requirements(self):
         return [(self.lhs, "affine", "left side of =="), (self.rhs, "affine", "right side of ==")]
 
@@ -143,6 +164,10 @@ class Inequality(Comparison):
 
     def residual(self, lhs, rhs):
         return np.maximum(lhs - rhs, 0.0)
+
+    def canonicalize(self, ctx) -> None:
+        lhs, rhs = self.broadcast_args(ctx)
+        ctx.nonneg(rhs - lhs, owner=self.id)
 
     def requirements(self):
         return [(self.lhs, "convex", "left side of <="), (self.rhs, "concave", "right side of <=")]
@@ -168,6 +193,13 @@ class PSD(Comparison):
         asym = np.abs(D - D.T).max()
         return max(0.0, -np.linalg.eigvalsh((D + D.T) / 2).min()) + asym
 
+    def canonicalize(self, ctx) -> None:
+        lhs, rhs = self.broadcast_args(ctx)
+        ctx.psd(lhs - rhs, self.shape[0], owner=self.id)
+
+    def dual_from(self, y):
+        return unsvec(y, self.shape[0])
+
 
 class SOC(Constraint):
     """Second-order cone ‖X[:, i]‖₂ ≤ t[i] for axis=0 (columns of X), rows for axis=1.
@@ -190,6 +222,24 @@ class SOC(Constraint):
         norms = np.linalg.norm(X, axis=self.axis) if X.ndim == 2 else np.linalg.norm(X)
         return np.maximum(norms - t, 0.0)
 
+    def _cone_order(self) -> np.ndarray:
+        """Rows of X (C order) arranged cone by cone."""
+        X = self.args[1]
+        index = np.arange(X.size).reshape(X.shape)
+        return (index.T if X.ndim == 2 and self.axis == 0 else index).reshape(-1)
+
+    def canonicalize(self, ctx) -> None:
+        t, X = (ctx.canon(a) for a in self.args)
+        ctx.soc(t, X.select(self._cone_order()), owner=self.id)
+
+    def dual_from(self, y):
+        """[dual of t, dual of X] as in CVXPY."""
+        t, X = self.args
+        per_cone = y.reshape(t.size, -1)
+        dual_X = np.empty(X.size)
+        dual_X[self._cone_order()] = per_cone[:, 1:].reshape(-1)
+        return [per_cone[:, 0].reshape(t.shape), dual_X.reshape(X.shape)]
+
     def format_body(self) -> str:
         extra = f", axis={self.axis}" if self.axis else ""
         return f"SOC({self.args[0]}, {self.args[1]}{extra})"
@@ -208,6 +258,14 @@ class ExpCone(Constraint):
                           np.maximum(x, -z))  # closure at y = 0: x ≤ 0, z ≥ 0
         return np.maximum(np.maximum(inside, -y), 0.0)
 
+    def canonicalize(self, ctx) -> None:
+        ctx.exp_cone(*self.broadcast_args(ctx), owner=self.id)
+
+    def dual_from(self, y):
+        """[dual of x, dual of y, dual of z] as in CVXPY."""
+        triples = y.reshape(-1, 3)
+        return [triples[:, i].reshape(self.shape) for i in range(3)]
+
 
 class PowCone3D(Constraint):
     """(x, y, z) in the 3-d power cone: x^α y^(1−α) ≥ |z|, x, y ≥ 0, elementwise."""
@@ -225,6 +283,23 @@ class PowCone3D(Constraint):
         a = self.alpha
         gap = np.abs(z) - np.power(np.maximum(x, 0), a) * np.power(np.maximum(y, 0), 1 - a)
         return np.maximum.reduce([gap, -x, -y, np.zeros(self.shape)])
+
+    def canonicalize(self, ctx) -> None:
+        alpha = np.broadcast_to(self.alpha, self.shape).reshape(-1)
+        ctx.pow_cone(*self.broadcast_args(ctx), alpha, owner=self.id)
+
+    def dual_from(self, y):
+        triples = y.reshape(-1, 3)
+        return [triples[:, i].reshape(self.shape) for i in range(3)]
+
+
+def unsvec(v: np.ndarray, n: int) -> np.ndarray:
+    """The symmetric matrix whose svec (lower triangle, column-major, √2 off-diagonal) is v."""
+    from ..cones.cones import svec_indices
+    rows, cols = svec_indices(n)
+    M = np.zeros((n, n))
+    M[rows, cols] = v / np.where(rows == cols, 1.0, np.sqrt(2.0))
+    return M + np.tril(M, -1).T
 
     def format_body(self) -> str:
         a = f"{float(self.alpha):g}" if self.alpha.ndim == 0 else "alpha"

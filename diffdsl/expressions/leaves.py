@@ -101,25 +101,48 @@ class Leaf(Expression):
             else:
                 raise ParameterValueError(f"{what}: value has shape {arr.shape}, "
                                           f"expected {self.shape}")
-        if not np.all(np.isfinite(arr)):
-            raise ParameterValueError(f"{what}: value contains NaN or Inf")
-        a = self.attributes
-        if a.get("nonneg") and np.any(arr < 0):
-            raise ParameterValueError(f"{what}: declared nonneg, but the value has negative "
-                                      f"entries (min {arr.min():g})")
-        if a.get("nonpos") and np.any(arr > 0):
-            raise ParameterValueError(f"{what}: declared nonpos, but the value has positive "
-                                      f"entries (max {arr.max():g})")
-        if self.is_symmetric() and not np.allclose(arr, arr.T, atol=EIGVAL_TOL, rtol=0):
-            raise ParameterValueError(f"{what}: declared symmetric/PSD/NSD, but the value is "
-                                      "not symmetric")
-        if a.get("PSD") and np.linalg.eigvalsh(arr).min() < -EIGVAL_TOL * max(1, abs(arr).max()):
-            raise ParameterValueError(f"{what}: declared PSD, but the value has a negative "
-                                      f"eigenvalue ({np.linalg.eigvalsh(arr).min():g})")
-        if a.get("NSD") and np.linalg.eigvalsh(arr).max() > EIGVAL_TOL * max(1, abs(arr).max()):
-            raise ParameterValueError(f"{what}: declared NSD, but the value has a positive "
-                                      f"eigenvalue ({np.linalg.eigvalsh(arr).max():g})")
+        self.check_batch(arr.reshape((1,) + self.shape))
         return finalize_value(arr, self.shape)
+
+    def check_batch(self, arr: np.ndarray) -> None:
+        """Check finiteness and attributes of a stack of values, shape (B, *self.shape)."""
+        what = f"{type(self).__name__} {self.name!r}"
+        bad = ~np.isfinite(arr).reshape(len(arr), -1).all(axis=1)
+        if bad.any():
+            raise ParameterValueError(f"{what}: value contains NaN or Inf"
+                                      + batch_note(bad, len(arr)))
+        a = self.attributes
+        flat = arr.reshape(len(arr), -1)
+        if a.get("nonneg") and (flat < 0).any():
+            raise ParameterValueError(f"{what}: declared nonneg, but the value has negative "
+                                      f"entries (min {flat.min():g})"
+                                      + batch_note((flat < 0).any(axis=1), len(arr)))
+        if a.get("nonpos") and (flat > 0).any():
+            raise ParameterValueError(f"{what}: declared nonpos, but the value has positive "
+                                      f"entries (max {flat.max():g})"
+                                      + batch_note((flat > 0).any(axis=1), len(arr)))
+        if self.is_symmetric() and self.ndim == 2:
+            asym = np.abs(arr - np.swapaxes(arr, 1, 2)).reshape(len(arr), -1).max(axis=1)
+            if (asym > EIGVAL_TOL).any():
+                raise ParameterValueError(f"{what}: declared symmetric/PSD/NSD, but the value "
+                                          "is not symmetric" + batch_note(asym > EIGVAL_TOL,
+                                                                          len(arr)))
+        for key, sign, word in (("PSD", 1, "negative"), ("NSD", -1, "positive")):
+            if a.get(key):
+                eig = sign * np.linalg.eigvalsh(arr)
+                scale = np.maximum(1.0, np.abs(arr).reshape(len(arr), -1).max(axis=1))
+                bad = eig.min(axis=1) < -EIGVAL_TOL * scale
+                if bad.any():
+                    raise ParameterValueError(
+                        f"{what}: declared {key}, but the value has a {word} eigenvalue "
+                        f"({sign * eig.min():g})" + batch_note(bad, len(arr)))
+
+
+def batch_note(bad: np.ndarray, batch: int) -> str:
+    """' (batch elements [...])' when checking a real batch, else ''."""
+    if batch == 1:
+        return ""
+    return f" (batch elements {np.flatnonzero(bad)[:10].tolist()})"
 
 
 class Variable(Leaf):

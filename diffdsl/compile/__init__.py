@@ -1,0 +1,1 @@
+"""Canonicalization: expression trees to parametric cone programs."""

@@ -1,0 +1,89 @@
+"""Canonicalize a whole problem: variable attributes, constraints, objective.
+
+Quadratic atoms in the objective go to P when the solver accepts P: the objective is split
+into a weighted sum of terms (through +, −, scaling by data, division by constants), and a
+term with a ``quadratic_form`` (sum_squares, quad_form, quad_over_lin with a constant
+denominator, square) becomes weight · ½ rᵀ Q r on a fresh variable r = its argument. Every
+other term is canonicalized with cones. Maximize f is solved as minimize −f.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..atoms.affine_arithmetic import AddExpression, DivExpression, Multiply, NegExpression
+from ..atoms.affine_structural import Sum
+from ..atoms.powers import Power
+from ..atoms.quadratic import SumSquares
+from ..expressions.expression import Expression
+from .context import CanonContext
+from .program import ParamConeProgram, build_program
+from .tensor import AffineTensor
+
+
+def canonicalize_problem(problem, parameters, quadratic_objective: bool,
+                         parameters_as_constants: bool = False) -> ParamConeProgram:
+    variables = problem.variables()
+    ctx = CanonContext(parameters, variables, quadratic_objective, parameters_as_constants)
+    for v in variables:
+        variable_attributes(ctx, v)
+    for c in problem.constraints:
+        c.canonicalize(ctx)
+    sign = 1.0 if problem.objective.sense == "minimize" else -1.0
+    objective = objective_rows(ctx, problem.objective.expr, ctx.constant([sign]))
+    return build_program(ctx, objective)
+
+
+def variable_attributes(ctx: CanonContext, v) -> None:
+    """nonneg, nonpos, symmetric, PSD, NSD as constraints on the variable's block."""
+    x, a = ctx.canon(v), v.attributes
+    if a.get("nonneg"):
+        ctx.nonneg(x)
+    if a.get("nonpos"):
+        ctx.nonneg(-x)
+    if a.get("symmetric") or a.get("PSD") or a.get("NSD"):
+        ctx.symmetric(x, v.shape[0])
+    if a.get("PSD"):
+        ctx.psd(x, v.shape[0])
+    if a.get("NSD"):
+        ctx.psd(-x, v.shape[0])
+
+
+def objective_rows(ctx: CanonContext, expr: Expression, weight: AffineTensor) -> AffineTensor:
+    """One row: weight · expr, with quadratic terms moved to P where possible."""
+    if ctx.quadratic_objective and expr.size == 1:
+        if isinstance(expr, AddExpression):
+            total = AffineTensor.zeros(1, ctx.P)
+            for arg in expr.args:
+                total = total + objective_rows(ctx, arg, weight)
+            return total
+        if isinstance(expr, NegExpression):
+            return objective_rows(ctx, expr.args[0], -weight)
+        if isinstance(expr, Multiply):
+            for data, term in (expr.args, expr.args[::-1]):
+                if not data.variables() and data.size == 1 and term.size == 1:
+                    scaled = weight.rowwise_product(ctx.canon(data).select([0]))
+                    return objective_rows(ctx, term, scaled)
+        if isinstance(expr, DivExpression) and expr.args[1].size == 1:
+            denominator = ctx.canon(expr.args[1])
+            if denominator.is_variable_free() and denominator.is_parameter_free():
+                return objective_rows(ctx, expr.args[0],
+                                      weight.scale(1.0 / denominator.constant_value()))
+        quadratic = quadratic_form(ctx, expr)
+        if quadratic is not None:
+            rows, Q = quadratic
+            r = ctx.new_variable(rows.rows)
+            ctx.equal(r, rows)
+            ctx.add_quadratic(r, Q, weight)
+            return AffineTensor.zeros(1, ctx.P)
+    rows = ctx.canon(expr)
+    return weight.rowwise_product(rows.linear(np.ones((1, rows.rows))))
+
+
+def quadratic_form(ctx: CanonContext, expr: Expression):
+    """(argument rows, Q) with expr = ½ argᵀ Q arg, or None."""
+    if isinstance(expr, Sum) and expr.axis is None and isinstance(expr.args[0], Power) \
+            and expr.args[0].p == 2:
+        expr = SumSquares(expr.args[0].args[0])
+    if expr.variables() and hasattr(expr, "quadratic_form"):
+        return expr.quadratic_form([ctx.canon(a) for a in expr.args], ctx)
+    return None

@@ -1,0 +1,152 @@
+"""The parametric cone program: (P, c, d, A, b) = T · [1; θ] with fixed sparsity patterns.
+
+    minimize    ½ xᵀ P x + cᵀ x + d
+    subject to  A x + s = b,  s ∈ K
+
+Each block is stored as a sparse matrix T_X of shape (nnz(X), 1 + len(θ)): the values of X's
+nonzeros (in a fixed CSC pattern) are ``T_X @ θ̃`` with θ̃ = [1; θ]. A batch of parameter
+values Θ̃ (1 + len(θ), B) costs one sparse × dense product per block.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..cones.cones import CONE_ORDER, ConeDims
+from .context import CanonContext
+from .tensor import AffineTensor, vstack
+
+
+@dataclasses.dataclass
+class SparsePattern:
+    """A fixed CSC sparsity pattern and the map from θ̃ to its values."""
+
+    shape: tuple[int, int]
+    indices: np.ndarray       # CSC row indices
+    indptr: np.ndarray        # CSC column pointers
+    T: sp.csr_matrix          # (nnz, 1 + len θ)
+
+    @classmethod
+    def build(cls, shape, rows, cols, params, vals, n_params: int) -> "SparsePattern":
+        m, n = shape
+        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+        flat = cols * max(m, 1) + rows
+        unique, position = np.unique(flat, return_inverse=True)   # sorted = CSC order
+        T = sp.csr_matrix((np.asarray(vals, float), (position.reshape(-1), np.asarray(params))),
+                          shape=(unique.size, n_params))
+        T.sum_duplicates()
+        u_cols, u_rows = np.divmod(unique, max(m, 1))
+        indptr = np.zeros(n + 1, np.int64)
+        np.add.at(indptr, u_cols + 1, 1)
+        return cls((m, n), u_rows, np.cumsum(indptr), T)
+
+    @property
+    def depends_on_parameters(self) -> bool:
+        return bool(self.T[:, 1:].nnz)
+
+    def values(self, theta: np.ndarray) -> np.ndarray:
+        """Nonzero values at θ̃ (shape (1+len θ,) or (1+len θ, B))."""
+        return self.T @ theta
+
+    def matrix(self, values: np.ndarray) -> sp.csc_matrix:
+        return sp.csc_matrix((values, self.indices, self.indptr), shape=self.shape)
+
+
+@dataclasses.dataclass
+class DualBlock:
+    """Where a user constraint's rows sit in (s, y)."""
+
+    kind: str
+    start: int
+    stop: int
+    dims: tuple
+
+
+@dataclasses.dataclass
+class ParamConeProgram:
+    n: int
+    m: int
+    n_theta: int
+    cones: ConeDims
+    A: SparsePattern
+    P: SparsePattern
+    b: sp.csr_matrix          # (m, 1 + len θ)
+    c: sp.csr_matrix          # (n, 1 + len θ)
+    d: sp.csr_matrix          # (1, 1 + len θ)
+    duals: dict[int, list[DualBlock]]
+    variable_offsets: dict[int, int]   # user Variable id → first index in x (C order)
+
+    def depends_on_parameters(self) -> dict[str, bool]:
+        """Which blocks change with θ (e.g. A and P constant: factorizations can be reused)."""
+        return {"P": self.P.depends_on_parameters, "A": self.A.depends_on_parameters,
+                "b": bool(self.b[:, 1:].nnz), "c": bool(self.c[:, 1:].nnz),
+                "d": bool(self.d[:, 1:].nnz)}
+
+    def sizes(self) -> str:
+        k = self.cones
+        return (f"{self.n} variables, {self.m} cone rows (zero {k.zero}, nonneg {k.nonneg}, "
+                f"soc {len(k.soc)}, psd {len(k.psd)}, exp {k.exp}, pow {len(k.pow)}), "
+                f"{self.A.T.shape[0]} nonzeros in A, {self.P.T.shape[0]} in P, "
+                f"{self.n_theta} parameters")
+
+
+def build_program(ctx: CanonContext, objective: AffineTensor) -> ParamConeProgram:
+    """Assemble the cone blocks (in the fixed cone order) and objective of a context."""
+    P_ = ctx.P
+    blocks = sorted(ctx.blocks, key=lambda b: CONE_ORDER.index(b.kind))   # stable
+    rows = vstack([b.rows for b in blocks], P_) if blocks else AffineTensor.zeros(0, P_)
+    m, n = rows.rows, ctx.n_vars
+
+    duals: dict[int, list[DualBlock]] = {}
+    start = 0
+    for b in blocks:
+        if b.owner is not None:
+            duals.setdefault(b.owner, []).append(DualBlock(b.kind, start, start + b.rows.rows, b.dims))
+        start += b.rows.rows
+
+    r, var, par, val = entries(rows)
+    in_A = var > 0                                   # s = rows(x) ⇒ A = −∂rows/∂x, b = rows(0)
+    A = SparsePattern.build((m, n), r[in_A], var[in_A] - 1, par[in_A], -val[in_A], P_)
+    b = sp.csr_matrix((val[~in_A], (r[~in_A], par[~in_A])), shape=(m, P_))
+
+    _, var, par, val = entries(objective)
+    c = sp.csr_matrix((val[var > 0], (var[var > 0] - 1, par[var > 0])), shape=(n, P_))
+    d = sp.csr_matrix((val[var == 0], (np.zeros((var == 0).sum(), int), par[var == 0])),
+                      shape=(1, P_))
+
+    P = quadratic_pattern(ctx, n)
+    cones = ConeDims(
+        zero=sum(b.rows.rows for b in blocks if b.kind == "zero"),
+        nonneg=sum(b.rows.rows for b in blocks if b.kind == "nonneg"),
+        soc=tuple(d_ for b in blocks if b.kind == "soc" for d_ in b.dims),
+        psd=tuple(d_ for b in blocks if b.kind == "psd" for d_ in b.dims),
+        exp=sum(b.rows.rows // 3 for b in blocks if b.kind == "exp"),
+        pow=tuple(a for b in blocks if b.kind == "pow" for a in b.dims))
+    return ParamConeProgram(n, m, ctx.n_theta, cones, A, P, b, c, d, duals,
+                            dict(ctx.variable_offsets))
+
+
+def entries(t: AffineTensor):
+    """(row, variable index, parameter index, value) of every stored entry."""
+    coo = t.matrix.tocoo()
+    keys = t.keys[coo.col]
+    return coo.row.astype(np.int64), keys // t.n_params, keys % t.n_params, coo.data
+
+
+def quadratic_pattern(ctx: CanonContext, n: int) -> SparsePattern:
+    """Upper triangle of P = Σ weight · Q over the quadratic objective terms."""
+    rows, cols, params, vals = [], [], [], []
+    for term in ctx.quadratic_terms:
+        Q = sp.triu(term.Q, format="coo")
+        w = term.weight.matrix.tocoo()
+        wp = term.weight.keys[w.col] % ctx.P
+        for p, wv in zip(wp, w.data, strict=True):
+            rows.append(term.offset + Q.row)
+            cols.append(term.offset + Q.col)
+            params.append(np.full(Q.nnz, p))
+            vals.append(Q.data * wv)
+    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
+    return SparsePattern.build((n, n), cat(rows), cat(cols), cat(params).astype(np.int64),
+                               cat(vals), ctx.P)

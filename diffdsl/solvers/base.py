@@ -1,0 +1,119 @@
+"""What every solver adapter shares: the numeric data of one instance, the raw solution, the
+status enum, and option checking. No framework imports anywhere in this package."""
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..cones.cones import ConeDims
+from ..errors import DiffdslError
+
+
+class SolverError(DiffdslError):
+    """A solver could not be used as asked (missing cone support, bad option, failure)."""
+
+
+class SolveStatus(enum.Enum):
+    """Outcome of one solve. ``hint`` says what to try."""
+
+    OPTIMAL = "optimal"
+    OPTIMAL_INACCURATE = "optimal_inaccurate"
+    INFEASIBLE = "infeasible"
+    UNBOUNDED = "unbounded"
+    ITERATION_LIMIT = "iteration_limit"
+    SOLVER_ERROR = "solver_error"
+
+    @property
+    def is_optimal(self) -> bool:
+        return self in (SolveStatus.OPTIMAL, SolveStatus.OPTIMAL_INACCURATE)
+
+    @property
+    def hint(self) -> str:
+        return {
+            SolveStatus.OPTIMAL: "solved to the requested tolerance",
+            SolveStatus.OPTIMAL_INACCURATE: "solved, but not to the requested tolerance; "
+                                            "tighten or rescale the data, or try another solver",
+            SolveStatus.INFEASIBLE: "no point satisfies the constraints; check the data",
+            SolveStatus.UNBOUNDED: "the objective is unbounded; add bounds or regularization",
+            SolveStatus.ITERATION_LIMIT: "stopped at the iteration limit; increase max_iters "
+                                         "or use an interior-point solver (clarabel)",
+            SolveStatus.SOLVER_ERROR: "the solver failed numerically; rescale the data or try "
+                                      "another solver",
+        }[self]
+
+
+@dataclasses.dataclass
+class ConeProgramData:
+    """One numeric instance: minimize ½xᵀPx + cᵀx s.t. Ax + s = b, s ∈ K (P upper triangle)."""
+
+    P: sp.csc_matrix
+    c: np.ndarray
+    A: sp.csc_matrix
+    b: np.ndarray
+    cones: ConeDims
+
+
+@dataclasses.dataclass
+class RawSolution:
+    x: np.ndarray
+    y: np.ndarray
+    s: np.ndarray
+    status: SolveStatus
+    iterations: int
+    solve_time: float
+
+
+class SolverAdapter:
+    """Translate ``ConeProgramData`` for one solver and its answer back."""
+
+    name = "solver"
+    cone_kinds: frozenset[str] = frozenset()
+    accepts_quadratic = True
+    supports_warm_start = False
+    #: defaults applied unless the caller overrides them
+    default_options: dict = {}
+
+    def check_cones(self, cones: ConeDims) -> None:
+        missing = cones.kinds() - self.cone_kinds
+        if missing:
+            able = [a.name for a in ADAPTERS.values() if missing <= a.cone_kinds]
+            raise SolverError(f"{self.name} cannot take {', '.join(sorted(missing))} cones; "
+                              f"solvers that can: {', '.join(able) or 'none'}")
+
+    def options(self, opts: dict) -> dict:
+        merged = {**self.default_options, **opts}
+        unknown = set(merged) - self.known_options()
+        if unknown:
+            raise SolverError(f"unknown {self.name} option(s) {sorted(unknown)}; known: "
+                              f"{', '.join(sorted(self.known_options()))}")
+        return merged
+
+    def known_options(self) -> set[str]:
+        return set(self.default_options)
+
+    def solve(self, data: ConeProgramData, opts: dict,
+              warm: RawSolution | None = None) -> RawSolution:
+        raise NotImplementedError
+
+
+ADAPTERS: dict[str, SolverAdapter] = {}
+
+
+def register(adapter: SolverAdapter) -> SolverAdapter:
+    ADAPTERS[adapter.name] = adapter
+    return adapter
+
+
+def get_adapter(name: str) -> SolverAdapter:
+    key = str(name).lower()
+    if key not in ADAPTERS:
+        raise SolverError(f"unknown solver {name!r}; available: {', '.join(sorted(ADAPTERS))}")
+    return ADAPTERS[key]
+
+
+def full_symmetric(P_upper: sp.csc_matrix) -> sp.csc_matrix:
+    """P from its upper triangle."""
+    return (P_upper + sp.triu(P_upper, 1).T).tocsc()

@@ -1,0 +1,79 @@
+"""Clarabel (interior point, default). Its PSD triangle is the upper triangle in column-major
+order, i.e. our lower triangle in row-major order: rows are permuted in and out."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..cones.cones import ConeDims
+from .base import ConeProgramData, RawSolution, SolverAdapter, SolveStatus, register
+
+STATUS = {
+    "Solved": SolveStatus.OPTIMAL,
+    "AlmostSolved": SolveStatus.OPTIMAL_INACCURATE,
+    "PrimalInfeasible": SolveStatus.INFEASIBLE,
+    "AlmostPrimalInfeasible": SolveStatus.INFEASIBLE,
+    "DualInfeasible": SolveStatus.UNBOUNDED,
+    "AlmostDualInfeasible": SolveStatus.UNBOUNDED,
+    "MaxIterations": SolveStatus.ITERATION_LIMIT,
+    "MaxTime": SolveStatus.ITERATION_LIMIT,
+}
+
+
+def psd_permutation(cones: ConeDims) -> np.ndarray | None:
+    """Row order mapping our svec (lower, column-major) to Clarabel's (upper, column-major)."""
+    if not cones.psd:
+        return None
+    perm = np.arange(cones.size)
+    start = cones.offsets()["psd"]
+    for n in cones.psd:
+        i, j = np.tril_indices(n)                  # lower triangle in row-major order
+        ours = j * n - j * (j - 1) // 2 + (i - j)  # their position in column-major order
+        perm[start:start + ours.size] = start + ours
+        start += ours.size
+    return perm
+
+
+class ClarabelAdapter(SolverAdapter):
+    name = "clarabel"
+    cone_kinds = frozenset({"zero", "nonneg", "soc", "psd", "exp", "pow"})
+    default_options = {"verbose": False}
+
+    def known_options(self) -> set[str]:
+        import clarabel
+        return {k for k in dir(clarabel.DefaultSettings()) if not k.startswith("_")}
+
+    def solve(self, data: ConeProgramData, opts: dict, warm=None) -> RawSolution:
+        import clarabel
+        self.check_cones(data.cones)
+        settings = clarabel.DefaultSettings()
+        for key, value in self.options(opts).items():
+            setattr(settings, key, value)
+        perm = psd_permutation(data.cones)
+        A, b = (data.A, data.b) if perm is None else (data.A[perm], data.b[perm])
+        solver = clarabel.DefaultSolver(data.P, data.c, A.tocsc(), b, cones(data.cones), settings)
+        sol = solver.solve()
+        y, s = np.asarray(sol.z), np.asarray(sol.s)
+        if perm is not None:
+            y_out, s_out = np.empty_like(y), np.empty_like(s)
+            y_out[perm], s_out[perm] = y, s
+            y, s = y_out, s_out
+        status = STATUS.get(str(sol.status), SolveStatus.SOLVER_ERROR)
+        return RawSolution(np.asarray(sol.x), y, s, status, int(sol.iterations),
+                           float(sol.solve_time))
+
+
+def cones(dims: ConeDims) -> list:
+    import clarabel
+    out = []
+    if dims.zero:
+        out.append(clarabel.ZeroConeT(dims.zero))
+    if dims.nonneg:
+        out.append(clarabel.NonnegativeConeT(dims.nonneg))
+    out += [clarabel.SecondOrderConeT(k) for k in dims.soc]
+    out += [clarabel.PSDTriangleConeT(n) for n in dims.psd]
+    out += [clarabel.ExponentialConeT() for _ in range(dims.exp)]
+    out += [clarabel.PowerConeT(a) for a in dims.pow]
+    return out
+
+
+register(ClarabelAdapter())

@@ -1,0 +1,49 @@
+"""SCS (first-order, the homogeneous self-dual embedding). Same cone conventions as ours."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import ConeProgramData, RawSolution, SolverAdapter, SolveStatus, register
+
+STATUS = {
+    "solved": SolveStatus.OPTIMAL,
+    "solved_inaccurate": SolveStatus.OPTIMAL_INACCURATE,
+    "infeasible": SolveStatus.INFEASIBLE,
+    "infeasible_inaccurate": SolveStatus.INFEASIBLE,
+    "unbounded": SolveStatus.UNBOUNDED,
+    "unbounded_inaccurate": SolveStatus.UNBOUNDED,
+}
+
+
+class SCSAdapter(SolverAdapter):
+    name = "scs"
+    cone_kinds = frozenset({"zero", "nonneg", "soc", "psd", "exp", "pow"})
+    supports_warm_start = True
+    default_options = {"verbose": False, "eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 100_000}
+
+    def known_options(self) -> set[str]:
+        return {"verbose", "eps_abs", "eps_rel", "eps_infeas", "max_iters", "time_limit_secs",
+                "normalize", "scale", "adaptive_scale", "rho_x", "alpha", "acceleration_lookback",
+                "acceleration_interval", "use_indirect", "log_csv_filename", "write_data_filename"}
+
+    def solve(self, data: ConeProgramData, opts: dict, warm=None) -> RawSolution:
+        import scs
+        self.check_cones(data.cones)
+        k = data.cones
+        cone = {"z": k.zero, "l": k.nonneg, "q": list(k.soc), "s": list(k.psd), "ep": k.exp,
+                "p": list(k.pow)}
+        problem = {"P": data.P if data.P.nnz else None, "A": data.A, "b": data.b, "c": data.c}
+        solver = scs.SCS(problem, cone, **self.options(opts))
+        if warm is not None:
+            sol = solver.solve(warm_start=True, x=warm.x, y=warm.y, s=warm.s)
+        else:
+            sol = solver.solve()
+        info = sol["info"]
+        status = STATUS.get(info["status"], SolveStatus.SOLVER_ERROR)
+        if info["status"] == "solved_inaccurate" and info["iter"] >= self.options(opts)["max_iters"]:
+            status = SolveStatus.ITERATION_LIMIT
+        return RawSolution(np.asarray(sol["x"]), np.asarray(sol["y"]), np.asarray(sol["s"]),
+                           status, int(info["iter"]), float(info["solve_time"]) / 1e3)
+
+
+register(SCSAdapter())
