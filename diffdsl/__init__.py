@@ -9,7 +9,10 @@ from .analysis import curvature_report, find_culprit
 from .atoms import *  # noqa: F403  (the public atom functions, listed in atoms.__all__)
 from .atoms import __all__ as _atom_names
 from .constraints import PSD, SOC, Constraint, Equality, ExpCone, Inequality, PowCone3D
+from .compiled import CompiledProblem, Solution
 from .errors import DCPError, DiffdslError, DPPError, ParameterValueError, ShapeError
+from .interop import from_cvxpy
+from .solvers import SolverError, SolveStatus
 from .expressions import Constant, Curvature, Expression, Monotonicity, Parameter, Sign, Variable
 from .problem import Maximize, Minimize, Objective, Problem
 
@@ -24,5 +27,6 @@ __all__ = [
     "Constraint", "Equality", "Inequality", "PSD", "SOC", "ExpCone", "PowCone3D",
     "DiffdslError", "DCPError", "DPPError", "ParameterValueError", "ShapeError",
     "curvature_report", "find_culprit", "__version__",
+    "CompiledProblem", "Solution", "SolveStatus", "SolverError", "from_cvxpy",
     *_atom_names,
 ]

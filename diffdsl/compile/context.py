@@ -127,9 +127,9 @@ class CanonContext:
 
     def psd(self, M: AffineTensor, n: int, owner: int | None = None) -> None:
         """The symmetric part of the n×n matrix M (rows in C order) is PSD."""
-        rows, cols = svec_indices(n)
-        scale = np.where(rows == cols, 1.0, np.sqrt(2.0) / 2)
-        L = sp.csr_matrix((np.concatenate([scale, scale]),
+        rows, cols = svec_indices(n)         # svec_k = (M_ij + M_ji) / √2 off the diagonal
+        half = np.where(rows == cols, 0.5, np.sqrt(2.0) / 2)
+        L = sp.csr_matrix((np.concatenate([half, half]),
                            (np.tile(np.arange(rows.size), 2),
                             np.concatenate([rows * n + cols, cols * n + rows]))),
                           shape=(rows.size, n * n))

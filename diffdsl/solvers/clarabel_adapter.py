@@ -36,7 +36,9 @@ def psd_permutation(cones: ConeDims) -> np.ndarray | None:
 class ClarabelAdapter(SolverAdapter):
     name = "clarabel"
     cone_kinds = frozenset({"zero", "nonneg", "soc", "psd", "exp", "pow"})
-    default_options = {"verbose": False}
+    #: tight by default: derivatives are only as accurate as the solution they start from
+    default_options = {"verbose": False, "tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10,
+                       "tol_feas": 1e-10, "tol_ktratio": 1e-8}
 
     def known_options(self) -> set[str]:
         import clarabel

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from .base import ConeProgramData, RawSolution, SolverAdapter, SolveStatus, register
 
@@ -30,9 +31,12 @@ class SCSAdapter(SolverAdapter):
         import scs
         self.check_cones(data.cones)
         k = data.cones
-        cone = {"z": k.zero, "l": k.nonneg, "q": list(k.soc), "s": list(k.psd), "ep": k.exp,
-                "p": list(k.pow)}
-        problem = {"P": data.P if data.P.nnz else None, "A": data.A, "b": data.b, "c": data.c}
+        A, b, padded = data.A, data.b, data.A.shape[0] == 0
+        if padded:              # SCS needs m ≥ 1: add the vacuous row 0 ≤ 1
+            A, b = sp.csc_matrix((1, data.A.shape[1])), np.ones(1)
+        cone = {"z": k.zero, "l": k.nonneg + padded, "q": list(k.soc), "s": list(k.psd),
+                "ep": k.exp, "p": list(k.pow)}
+        problem = {"P": data.P if data.P.nnz else None, "A": A, "b": b, "c": data.c}
         solver = scs.SCS(problem, cone, **self.options(opts))
         if warm is not None:
             sol = solver.solve(warm_start=True, x=warm.x, y=warm.y, s=warm.s)
@@ -42,8 +46,11 @@ class SCSAdapter(SolverAdapter):
         status = STATUS.get(info["status"], SolveStatus.SOLVER_ERROR)
         if info["status"] == "solved_inaccurate" and info["iter"] >= self.options(opts)["max_iters"]:
             status = SolveStatus.ITERATION_LIMIT
-        return RawSolution(np.asarray(sol["x"]), np.asarray(sol["y"]), np.asarray(sol["s"]),
-                           status, int(info["iter"]), float(info["solve_time"]) / 1e3)
+        y, s = np.asarray(sol["y"]), np.asarray(sol["s"])
+        if padded:
+            y, s = y[:0], s[:0]
+        return RawSolution(np.asarray(sol["x"]), y, s, status, int(info["iter"]),
+                           float(info["solve_time"]) / 1e3)
 
 
 register(SCSAdapter())
