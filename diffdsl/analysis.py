@@ -74,6 +74,10 @@ def suggest_rewrite(node: Expression, dpp: bool) -> str | None:
                 return f"write quad_form({y}, {x.args[1]}) for {node}"
             return ("a product of two variables is not convex; if one factor is really data, "
                     "make it a Parameter, or reformulate (e.g. with a change of variables)")
+        if dpp and x.parameters() and y.parameters() and node.variables():
+            names = " · ".join(sorted({p.name for f in (x, y) for p in f.parameters()}))
+            return (f"both factors depend on parameters; introduce one Parameter for the "
+                    f"product of the parameters ({names}) and set its value before each solve")
         if dpp:
             data = node if not node.variables() else (x if not x.variables() else y)
             return (f"introduce one Parameter for {data} (shape {data.shape}) and set its value "

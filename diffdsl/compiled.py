@@ -111,9 +111,11 @@ class CompiledProblem:
         theta, batch = self.theta(*values)
         instances = self.data(theta)
         options = self.adapter.options({**self.options, **opts})
-        warm = self._last if warm_start and self.adapter.supports_warm_start and \
-            self._last is not None and len(self._last) == len(instances) else [None] * len(instances)
-        args = [(self.adapter.name, inst, options, w) for inst, w in zip(instances, warm, strict=True)]
+        reuse = (warm_start and self.adapter.supports_warm_start and self._last is not None
+                 and len(self._last) == len(instances))
+        warm = self._last if reuse else [None] * len(instances)
+        args = [(self.adapter.name, inst, options, w)
+                for inst, w in zip(instances, warm, strict=True)]
         if len(instances) == 1 and executor is None:
             raws = [solve_instance(*args[0])]
         else:
@@ -208,13 +210,16 @@ class KKTStatistics:
     primal_objective: float  # ½xᵀPx + cᵀx
 
 
+def inf_norm(v: np.ndarray) -> float:
+    return float(np.abs(v).max()) if v.size else 0.0
+
+
 def kkt_statistics(data: ConeProgramData, raw: RawSolution) -> KKTStatistics:
     from .solvers.base import full_symmetric
     x, y, s = raw.x, raw.y, raw.s
     Px = full_symmetric(data.P) @ x if data.P.nnz else np.zeros_like(x)
     primal = data.A @ x + s - data.b
     dual = Px + data.A.T @ y + data.c
-    inf_norm = (lambda v: float(np.abs(v).max()) if v.size else 0.0)
     return KKTStatistics(inf_norm(primal), inf_norm(dual),
                          float(abs(x @ Px + data.c @ x + data.b @ y)),
                          float(0.5 * x @ Px + data.c @ x))

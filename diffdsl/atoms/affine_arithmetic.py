@@ -145,7 +145,8 @@ class Multiply(BinaryProduct):
         return values[0] * values[1]
 
     def canonicalize(self, args, ctx):
-        x, y = (broadcast_rows(t, a.shape, self.shape) for t, a in zip(args, self.args, strict=True))
+        x, y = (broadcast_rows(t, a.shape, self.shape)
+                for t, a in zip(args, self.args, strict=True))
         return x.rowwise_product(y)
 
     def is_psd(self) -> bool:
@@ -189,9 +190,9 @@ class MatMul(BinaryProduct):
         if right.is_variable_free() and right.is_parameter_free():
             B = sp.csr_matrix(right.constant_value().reshape(k, n))
             return left.linear(sp.kron(sp.identity(m), B.T, format="csr"))
-        i, l, j = (g.reshape(-1) for g in np.meshgrid(np.arange(m), np.arange(k), np.arange(n),
-                                                      indexing="ij"))
-        terms = left.select(i * k + l).rowwise_product(right.select(l * n + j))
+        i, mid, j = (g.reshape(-1) for g in np.meshgrid(np.arange(m), np.arange(k),
+                                                        np.arange(n), indexing="ij"))
+        terms = left.select(i * k + mid).rowwise_product(right.select(mid * n + j))
         total = sp.csr_matrix((np.ones(i.size), (i * n + j, np.arange(i.size))),
                               shape=(m * n, i.size))
         return terms.linear(total)

@@ -3,6 +3,8 @@ sum_smallest. Each is representable with linear constraints (zero and nonnegativ
 """
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 
 from ..errors import ShapeError
@@ -193,7 +195,7 @@ class SumLargest(Atom):
         q, s = ctx.new_variable(1), ctx.new_variable(n)
         ctx.nonneg(s)
         ctx.nonneg(s - x + q.select(np.zeros(n, np.int64)))
-        total = q.scale(min(self.k, n)) + s.linear(np.ones((1, n)))
+        total = q.scale(builtins.min(self.k, n)) + s.linear(np.ones((1, n)))
         return total.scale(sign)
 
     def format_data(self) -> list[str]:

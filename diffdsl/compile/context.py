@@ -59,15 +59,15 @@ class CanonContext:
             self.n_vars += v.size
         self.blocks: list[ConeBlock] = []
         self.quadratic_terms: list[QuadraticTerm] = []
-        self._memo: dict[int, AffineTensor] = {}
+        self._memo: dict[int, tuple[Expression, AffineTensor]] = {}
 
     # leaves and atoms -----------------------------------------------------------
     def canon(self, expr: Expression) -> AffineTensor:
         """Rows of ``expr`` (memoized: a shared subexpression is canonicalized once)."""
         key = id(expr)
-        if key not in self._memo:
-            self._memo[key] = self._canon(expr)
-        return self._memo[key]
+        if key not in self._memo:      # the entry keeps expr alive, so its id stays unique
+            self._memo[key] = (expr, self._canon(expr))
+        return self._memo[key][1]
 
     def _canon(self, expr: Expression) -> AffineTensor:
         if isinstance(expr, Variable):
@@ -78,8 +78,14 @@ class CanonContext:
                     raise ValueError(f"Parameter {expr.name!r} has no value")
                 return AffineTensor.constant(expr.value, self.P)
             return AffineTensor.parameter(self.parameter_offsets[expr.id], expr.size, self.P)
-        if isinstance(expr, Constant) or self._is_data(expr):
-            return AffineTensor.constant(expr.value, self.P)   # constant folding
+        if isinstance(expr, Constant):
+            return AffineTensor.constant(expr.value, self.P)
+        if self._is_data(expr):                                 # constant folding
+            value = expr.value
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"the constant subexpression {expr} is not finite "
+                                 f"({value}); its arguments lie outside the atom's domain")
+            return AffineTensor.constant(value, self.P)
         return expr.canonicalize([self.canon(a) for a in expr.args], self)
 
     def _is_data(self, expr: Expression) -> bool:
@@ -154,9 +160,8 @@ class CanonContext:
             self.equal(M.select(i * n + j), M.select(j * n + i))
 
     # quadratic objective -----------------------------------------------------------
-    def add_quadratic(self, r: AffineTensor, Q: sp.spmatrix, weight: AffineTensor) -> None:
-        """weight · ½ rᵀ Q r, for a fresh variable block r (from ``new_variable``)."""
-        offset = int(r.variable_index()[r.matrix.indices[0]]) - 1
+    def add_quadratic(self, offset: int, Q: sp.spmatrix, weight: AffineTensor) -> None:
+        """weight · ½ rᵀ Q r on the variable block r = x[offset : offset + Q.shape[0]]."""
         self.quadratic_terms.append(QuadraticTerm(offset, sp.csr_matrix(Q), weight))
 
 

@@ -71,12 +71,28 @@ def objective_rows(ctx: CanonContext, expr: Expression, weight: AffineTensor) ->
         quadratic = quadratic_form(ctx, expr)
         if quadratic is not None:
             rows, Q = quadratic
-            r = ctx.new_variable(rows.rows)
-            ctx.equal(r, rows)
-            ctx.add_quadratic(r, Q, weight)
+            offset = variable_block(rows)
+            if offset is None:            # a fresh block r = rows carries the quadratic
+                r = ctx.new_variable(rows.rows)
+                ctx.equal(r, rows)
+                offset = ctx.n_vars - rows.rows
+            ctx.add_quadratic(offset, Q, weight)
             return AffineTensor.zeros(1, ctx.P)
     rows = ctx.canon(expr)
     return weight.rowwise_product(rows.linear(np.ones((1, rows.rows))))
+
+
+def variable_block(rows: AffineTensor) -> int | None:
+    """The offset k when rows are exactly x[k], x[k+1], … (a variable block), else None."""
+    M = rows.matrix
+    if M.nnz != rows.rows or not np.array_equal(M.indptr, np.arange(rows.rows + 1)) \
+            or not np.all(M.data == 1.0):
+        return None
+    keys = rows.keys[M.indices]
+    var, par = keys // rows.n_params, keys % rows.n_params
+    if np.any(par) or var[0] == 0 or not np.array_equal(var, var[0] + np.arange(rows.rows)):
+        return None
+    return int(var[0]) - 1
 
 
 def quadratic_form(ctx: CanonContext, expr: Expression):

@@ -103,7 +103,8 @@ def build_program(ctx: CanonContext, objective: AffineTensor) -> ParamConeProgra
     start = 0
     for b in blocks:
         if b.owner is not None:
-            duals.setdefault(b.owner, []).append(DualBlock(b.kind, start, start + b.rows.rows, b.dims))
+            block = DualBlock(b.kind, start, start + b.rows.rows, b.dims)
+            duals.setdefault(b.owner, []).append(block)
         start += b.rows.rows
 
     r, var, par, val = entries(rows)
@@ -147,6 +148,9 @@ def quadratic_pattern(ctx: CanonContext, n: int) -> SparsePattern:
             cols.append(term.offset + Q.col)
             params.append(np.full(Q.nnz, p))
             vals.append(Q.data * wv)
-    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
-    return SparsePattern.build((n, n), cat(rows), cat(cols), cat(params).astype(np.int64),
-                               cat(vals), ctx.P)
+    return SparsePattern.build((n, n), concat(rows), concat(cols),
+                               concat(params).astype(np.int64), concat(vals), ctx.P)
+
+
+def concat(parts: list) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0)

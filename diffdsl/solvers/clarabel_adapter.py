@@ -37,8 +37,8 @@ class ClarabelAdapter(SolverAdapter):
     name = "clarabel"
     cone_kinds = frozenset({"zero", "nonneg", "soc", "psd", "exp", "pow"})
     #: tight by default: derivatives are only as accurate as the solution they start from
-    default_options = {"verbose": False, "tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10,
-                       "tol_feas": 1e-10, "tol_ktratio": 1e-8}
+    default_options = {"verbose": False, "tol_gap_abs": 1e-9, "tol_gap_rel": 1e-9,
+                       "tol_feas": 1e-9, "tol_ktratio": 1e-7}
 
     def known_options(self) -> set[str]:
         import clarabel

@@ -44,7 +44,8 @@ class SCSAdapter(SolverAdapter):
             sol = solver.solve()
         info = sol["info"]
         status = STATUS.get(info["status"], SolveStatus.SOLVER_ERROR)
-        if info["status"] == "solved_inaccurate" and info["iter"] >= self.options(opts)["max_iters"]:
+        if info["status"] == "solved_inaccurate" and \
+                info["iter"] >= self.options(opts)["max_iters"]:
             status = SolveStatus.ITERATION_LIMIT
         y, s = np.asarray(sol["y"]), np.asarray(sol["s"])
         if padded:

@@ -1,0 +1,184 @@
+"""Compiled problems: the parametric map, batching, executors, pickling, KKT conditions."""
+import concurrent.futures
+import pickle
+import warnings
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+import diffdsl as dd
+from cone_membership import violations
+from cvxpy_twin import Twin
+from problem_corpus import random_problem
+
+rng = np.random.default_rng(3)
+
+
+def lasso(n=6, m=10):
+    A, b = dd.Parameter((m, n), name="A"), dd.Parameter(m, name="b")
+    lam = dd.Parameter(nonneg=True, name="lam")
+    x = dd.Variable(n, name="x")
+    prob = dd.Problem(dd.Minimize(dd.sum_squares(A @ x - b) + lam * dd.norm1(x)), [x >= -1])
+    return prob, (A, b, lam), x
+
+
+def test_parametric_map_matches_cvxpy_at_new_parameter_values():
+    """Compile once; at fresh θ the solution matches CVXPY re-solving the twin."""
+    checked = 0
+    for seed in range(400):
+        made = random_problem(seed)
+        if made is None:
+            continue
+        problem, corpus = made
+        if not problem.parameters() or not problem.is_dpp():
+            continue
+        compiled = problem.compile()
+        for _ in range(2):
+            corpus.randomize_values()
+            twin = Twin().problem(problem)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    reference = twin.solve(solver="CLARABEL",
+                                           canon_backend=cp.SCIPY_CANON_BACKEND)
+                except Exception:   # noqa: BLE001 - CVXPY fails on a few twins
+                    continue
+            if twin.status != "optimal":
+                continue
+            solution = compiled.solve()
+            assert solution.status[0].is_optimal
+            assert solution.value == pytest.approx(reference, rel=1e-5, abs=1e-5), seed
+            checked += 1
+    assert checked >= 60
+
+
+def test_solve_positional_dict_and_batched_values():
+    prob, (A, b, lam), x = lasso()
+    compiled = prob.compile()
+    A_val, b_val = rng.normal(size=A.shape), rng.normal(size=(4,) + b.shape)
+    single = compiled.solve(A_val, b_val[0], 0.1)
+    by_dict = compiled.solve({A: A_val, b: b_val[0], lam: 0.1})
+    np.testing.assert_allclose(single[x], by_dict[x], atol=1e-12)
+    assert single[x].shape == x.shape and not single.batched
+    batch = compiled.solve(A_val, b_val, 0.1)           # batched b, shared A and λ
+    assert batch.batched and batch[x].shape == (4,) + x.shape
+    for i in range(4):
+        one = compiled.solve(A_val, b_val[i], 0.1)
+        np.testing.assert_allclose(batch[x][i], one[x], atol=1e-10)
+        assert batch.value[i] == pytest.approx(one.value, abs=1e-10)
+        for c in prob.constraints:
+            np.testing.assert_allclose(batch.dual(c)[i], one.dual(c), atol=1e-8)
+    assert len(batch.status) == 4 and batch.iterations.shape == (4,)
+    assert np.all(batch.solve_time > 0)
+
+
+def test_batch_validation_errors():
+    prob, (A, b, lam), _ = lasso()
+    compiled = prob.compile()
+    A_val = rng.normal(size=A.shape)
+    with pytest.raises(dd.ParameterValueError, match="inconsistent batch sizes"):
+        compiled.solve(np.stack([A_val] * 3), rng.normal(size=(2, 10)), 0.1)
+    with pytest.raises(dd.ParameterValueError, match=r"'b': value has shape \(9,\)"):
+        compiled.solve(A_val, np.ones(9), 0.1)
+    with pytest.raises(dd.ParameterValueError, match="expected 3 parameter values"):
+        compiled.solve(A_val, np.ones(10))
+    with pytest.raises(dd.ParameterValueError,
+                       match=r"'lam': declared nonneg.*batch elements \[1\]"):
+        compiled.solve(A_val, np.ones(10), np.array([0.1, -0.1]))
+    with pytest.raises(dd.ParameterValueError, match="NaN"):
+        compiled.solve(A_val, np.full(10, np.nan), 0.1)
+
+
+def test_compile_requires_dpp_and_every_parameter():
+    x = dd.Variable(name="x")
+    p, q = dd.Parameter(name="p"), dd.Parameter(name="q")
+    with pytest.raises(dd.DPPError):
+        dd.Problem(dd.Minimize(p * q * x), [x >= 0]).compile()
+    prob = dd.Problem(dd.Minimize(p * x + q), [x >= 0])
+    with pytest.raises(dd.ParameterValueError, match="missing"):
+        prob.compile(parameters=[p])
+
+
+def test_solve_non_dpp_problem_uses_parameter_values():
+    x = dd.Variable(name="x")
+    p, q = dd.Parameter(name="p", value=2.0), dd.Parameter(name="q", value=3.0)
+    prob = dd.Problem(dd.Minimize(dd.square(x - p * q)))
+    assert not prob.is_dpp()
+    assert prob.solve() == pytest.approx(0.0, abs=1e-8)
+    assert x.value == pytest.approx(6.0, abs=1e-5)
+
+
+def test_which_blocks_depend_on_parameters():
+    prob, _, _ = lasso()
+    deps = prob.compile().program.depends_on_parameters()
+    assert deps["A"] and deps["b"] and not deps["P"]
+    x = dd.Variable(3)
+    c = dd.Parameter(3)
+    deps = dd.Problem(dd.Minimize(c @ x + dd.sum_squares(x)), [x >= 0]).compile()\
+        .program.depends_on_parameters()
+    assert deps == {"P": False, "A": False, "b": False, "c": True, "d": False}
+
+
+def test_pickled_compiled_problem_solves_the_same():
+    prob, (A, b, lam), x = lasso()
+    compiled = prob.compile()
+    clone = pickle.loads(pickle.dumps(compiled))
+    A_val, b_val = rng.normal(size=A.shape), rng.normal(size=b.shape)
+    np.testing.assert_allclose(clone.solve(A_val, b_val, 0.2).x,
+                               compiled.solve(A_val, b_val, 0.2).x, atol=1e-12)
+
+
+def test_user_executor_and_process_pool():
+    prob, (A, b, lam), x = lasso()
+    compiled = prob.compile()
+    A_val, b_val = rng.normal(size=(3,) + A.shape), rng.normal(size=(3,) + b.shape)
+    default = compiled.solve(A_val, b_val, 0.1)
+    with concurrent.futures.ProcessPoolExecutor(2) as pool:
+        theirs = compiled.solve(A_val, b_val, 0.1, executor=pool)
+    np.testing.assert_allclose(theirs[x], default[x], atol=1e-12)
+
+
+@pytest.mark.slow
+def test_dask_distributed_cluster_of_worker_processes():
+    distributed = pytest.importorskip("distributed")
+    prob, (A, b, lam), x = lasso()
+    compiled = prob.compile()
+    A_val, b_val = rng.normal(size=(4,) + A.shape), rng.normal(size=(4,) + b.shape)
+    local = compiled.solve(A_val, b_val, 0.1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        remote = compiled.solve(A_val, b_val, 0.1, executor=client.get_executor())
+    np.testing.assert_allclose(remote[x], local[x], atol=1e-12)
+    assert [s.value for s in remote.status] == ["optimal"] * 4
+
+
+def cone_problems():
+    x, t = dd.Variable(3, name="x"), dd.Variable(name="t")
+    X = dd.Variable((2, 2), PSD=True, name="X")
+    yield dd.Problem(dd.Minimize(dd.sum_squares(x - 1) + dd.norm1(x)), [dd.sum(x) == 1])
+    yield dd.Problem(dd.Minimize(dd.norm(x - [1, 2, 3]) + t), [t >= dd.norm_inf(x), x >= 0])
+    yield dd.Problem(dd.Maximize(dd.sum(dd.log(x)) + dd.sum(dd.entr(x))), [dd.sum(x) <= 2])
+    yield dd.Problem(dd.Maximize(dd.geo_mean(x, [1, 2, 3])), [dd.norm(x) <= 1])
+    yield dd.Problem(dd.Minimize(dd.trace(X @ [[2.0, 1.0], [1.0, 2.0]])), [X[0, 0] + X[1, 1] == 1])
+    yield dd.Problem(dd.Minimize(dd.lambda_max(X) - dd.log_det(X)), [dd.trace(X) == 2])
+    yield dd.Problem(dd.Minimize(dd.power(x[0], 1.5) + dd.inv_pos(x[1]) + dd.pnorm(x, 3)),
+                     [x >= 0.5])
+
+
+@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("solver", ["clarabel", "scs"])
+def test_kkt_conditions_of_returned_solutions(index, solver):
+    """Ax + s = b, Px + Aᵀy + c = 0, s ∈ K, y ∈ K*, sᵀy = 0 at the returned (x, y, s)."""
+    prob = list(cone_problems())[index]
+    compiled = prob.compile(solver=solver)
+    solution = compiled.solve()
+    tol = 1e-7 if solver == "clarabel" else 1e-5
+    assert solution.status[0] is dd.SolveStatus.OPTIMAL
+    assert solution.primal_residual[0] <= tol and solution.dual_residual[0] <= tol
+    assert solution.gap[0] <= tol * max(1.0, abs(solution.value))
+    cones = compiled.program.cones
+    assert violations(solution.s[0], cones, dual=False) <= tol
+    assert violations(solution.y[0], cones, dual=True) <= tol
+    assert abs(solution.s[0] @ solution.y[0]) <= tol * max(1.0, abs(solution.value))
