@@ -9,7 +9,6 @@ through a ``concurrent.futures.Executor`` (a thread pool by default).
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import os
 import time
 
@@ -95,14 +94,14 @@ class CompiledProblem:
         return np.vstack(rows), batch
 
     def data(self, theta: np.ndarray) -> list[ConeProgramData]:
-        """The numeric cone programs at θ̃ (one per column)."""
+        """The numeric cone programs at θ̃ (one per column). A block that does not depend on
+        θ is built once and shared by every element."""
         prog = self.program
-        A_vals, P_vals = prog.A.values(theta), prog.P.values(theta)
-        b, c = prog.b @ theta, prog.c @ theta
-        return [ConeProgramData(prog.P.matrix(P_vals[:, i]), np.asarray(c[:, i]).reshape(-1),
-                                prog.A.matrix(A_vals[:, i]), np.asarray(b[:, i]).reshape(-1),
-                                prog.cones)
-                for i in range(theta.shape[1])]
+        B = theta.shape[1]
+        A, P = (matrices(pattern, theta) for pattern in (prog.A, prog.P))
+        b, c = np.asarray(prog.b @ theta).T, np.asarray(prog.c @ theta).T
+        return [ConeProgramData(P[i % len(P)], c[i], A[i % len(A)], b[i], prog.cones)
+                for i in range(B)]
 
     # solving -------------------------------------------------------------------------
     def solve(self, *values, executor: concurrent.futures.Executor | None = None,
@@ -122,52 +121,64 @@ class CompiledProblem:
             pool = executor or default_executor()
             raws = list(pool.map(solve_instance, *zip(*args, strict=True)))
         self._last = raws
-        d = np.asarray(self.program.d @ theta).reshape(-1)
-        return Solution(self, raws, instances, d, batch)
+        return Solution(self, raws, theta, batch)
+
+
+def matrices(pattern, theta: np.ndarray) -> list:
+    """The pattern's matrix for every column of θ̃, or one shared matrix when constant."""
+    if not pattern.depends_on_parameters:
+        return [pattern.matrix(pattern.values(theta[:, :1])[:, 0])]
+    values = pattern.values(theta)
+    return [pattern.matrix(values[:, i]) for i in range(theta.shape[1])]
 
 
 def solve_instance(adapter_name: str, data: ConeProgramData, options: dict,
                    warm: RawSolution | None) -> RawSolution:
     """Solve one instance (a module-level function, so process pools can pickle it)."""
-    return get_adapter(adapter_name).solve(data, options, warm)
+    started = time.perf_counter()
+    raw = get_adapter(adapter_name).solve(data, options, warm)
+    raw.wall_time = time.perf_counter() - started
+    return raw
 
 
 class Solution:
     """Solutions of a (batch of) compiled problem(s).
 
     ``solution[var]`` is the variable's value (with a leading batch dimension when the call
-    was batched); ``duals[constraint]`` the constraint's dual value (CVXPY's conventions);
-    ``status``, ``iterations``, ``primal_residual``, ``dual_residual``, ``gap``,
-    ``solve_time`` and ``objective`` are per element.
+    was batched); ``dual(constraint)`` the constraint's dual value (CVXPY's conventions);
+    ``status``, ``iterations``, ``primal_residual`` (‖Ax + s − b‖∞), ``dual_residual``
+    (‖Px + Aᵀy + c‖∞), ``gap`` (|xᵀPx + cᵀx + bᵀy|), ``solve_time`` and ``objective`` are
+    per element. Elements that were not solved to optimality have NaN values and duals.
     """
 
-    def __init__(self, compiled: CompiledProblem, raws: list[RawSolution],
-                 instances: list[ConeProgramData], d: np.ndarray, batch: int | None) -> None:
+    def __init__(self, compiled: CompiledProblem, raws: list[RawSolution], theta: np.ndarray,
+                 batch: int | None) -> None:
         self.compiled = compiled
         self.batched = batch is not None
         self.raw = raws
         self.status = [r.status for r in raws]
         self.iterations = np.array([r.iterations for r in raws])
         self.solve_time = np.array([r.solve_time for r in raws])
-        stats = [kkt_statistics(inst, r) for inst, r in zip(instances, raws, strict=True)]
-        self.primal_residual = np.array([s.primal_residual for s in stats])
-        self.dual_residual = np.array([s.dual_residual for s in stats])
-        self.gap = np.array([s.gap for s in stats])
-        sense = compiled.sense
-        objective = []
-        for s, r, d_i in zip(stats, raws, d, strict=True):
-            if r.status.is_optimal:
-                objective.append(sense * (s.primal_objective + d_i))
-            elif r.status is SolveStatus.INFEASIBLE:
-                objective.append(sense * np.inf)
-            elif r.status is SolveStatus.UNBOUNDED:
-                objective.append(-sense * np.inf)
-            else:
-                objective.append(np.nan)
-        self.objective = np.array(objective)
-        self.x = np.array([r.x if r.status.is_optimal else np.full(len(r.x), np.nan) for r in raws])
-        self.y = np.array([r.y if r.status.is_optimal else np.full(len(r.y), np.nan) for r in raws])
-        self.s = np.array([r.s if r.status.is_optimal else np.full(len(r.s), np.nan) for r in raws])
+        self.solver_wall_time = np.array([r.wall_time for r in raws])
+        X = np.array([r.x for r in raws]).T          # (n, B)
+        Y = np.array([r.y for r in raws]).T          # (m, B)
+        S = np.array([r.s for r in raws]).T
+        prog = compiled.program
+        A_vals, P_vals = prog.A.values(theta), prog.P.values(theta)
+        b, c = np.asarray(prog.b @ theta), np.asarray(prog.c @ theta)
+        d = np.asarray(prog.d @ theta).reshape(-1)
+        Px = prog.P.symmetric_matvec(P_vals, X)
+        self.primal_residual = max_abs(prog.A.matvec(A_vals, X) + S - b)
+        self.dual_residual = max_abs(Px + prog.A.rmatvec(A_vals, Y) + c)
+        self.gap = np.abs(np.sum(X * Px + c * X, axis=0) + np.sum(b * Y, axis=0))
+        value = compiled.sense * (np.sum(0.5 * X * Px + c * X, axis=0) + d)
+        optimal = np.array([s.is_optimal for s in self.status])
+        infeasible = np.array([s is SolveStatus.INFEASIBLE for s in self.status])
+        unbounded = np.array([s is SolveStatus.UNBOUNDED for s in self.status])
+        self.objective = np.where(optimal, value, np.nan)
+        self.objective[infeasible] = compiled.sense * np.inf
+        self.objective[unbounded] = -compiled.sense * np.inf
+        self.x, self.y, self.s = (np.where(optimal[:, None], M.T, np.nan) for M in (X, Y, S))
 
     def _unbatch(self, stacked):
         return stacked if self.batched else stacked[0]
@@ -202,24 +213,6 @@ class Solution:
         return f"Solution({len(self.status)} element(s), status {kinds})"
 
 
-@dataclasses.dataclass
-class KKTStatistics:
-    primal_residual: float   # ‖Ax + s − b‖∞
-    dual_residual: float     # ‖Px + Aᵀy + c‖∞
-    gap: float               # |xᵀPx + cᵀx + bᵀy|
-    primal_objective: float  # ½xᵀPx + cᵀx
-
-
-def inf_norm(v: np.ndarray) -> float:
-    return float(np.abs(v).max()) if v.size else 0.0
-
-
-def kkt_statistics(data: ConeProgramData, raw: RawSolution) -> KKTStatistics:
-    from .solvers.base import full_symmetric
-    x, y, s = raw.x, raw.y, raw.s
-    Px = full_symmetric(data.P) @ x if data.P.nnz else np.zeros_like(x)
-    primal = data.A @ x + s - data.b
-    dual = Px + data.A.T @ y + data.c
-    return KKTStatistics(inf_norm(primal), inf_norm(dual),
-                         float(abs(x @ Px + data.c @ x + data.b @ y)),
-                         float(0.5 * x @ Px + data.c @ x))
+def max_abs(M: np.ndarray) -> np.ndarray:
+    """Largest absolute entry of each column (0 for empty columns)."""
+    return np.abs(M).max(axis=0, initial=0.0)

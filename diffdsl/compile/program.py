@@ -10,13 +10,14 @@ values Θ̃ (1 + len(θ), B) costs one sparse × dense product per block.
 from __future__ import annotations
 
 import dataclasses
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..cones.cones import CONE_ORDER, ConeDims
 from .context import CanonContext
-from .tensor import AffineTensor, vstack
+from .tensor import AffineTensor, unique_inverse, vstack
 
 
 @dataclasses.dataclass
@@ -33,8 +34,8 @@ class SparsePattern:
         m, n = shape
         rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
         flat = cols * max(m, 1) + rows
-        unique, position = np.unique(flat, return_inverse=True)   # sorted = CSC order
-        T = sp.csr_matrix((np.asarray(vals, float), (position.reshape(-1), np.asarray(params))),
+        unique, position = unique_inverse(flat)                   # sorted = CSC order
+        T = sp.csr_matrix((np.asarray(vals, float), (position, np.asarray(params))),
                           shape=(unique.size, n_params))
         T.sum_duplicates()
         u_cols, u_rows = np.divmod(unique, max(m, 1))
@@ -42,7 +43,7 @@ class SparsePattern:
         np.add.at(indptr, u_cols + 1, 1)
         return cls((m, n), u_rows, np.cumsum(indptr), T)
 
-    @property
+    @cached_property
     def depends_on_parameters(self) -> bool:
         return bool(self.T[:, 1:].nnz)
 
@@ -52,6 +53,31 @@ class SparsePattern:
 
     def matrix(self, values: np.ndarray) -> sp.csc_matrix:
         return sp.csc_matrix((values, self.indices, self.indptr), shape=self.shape)
+
+    @property
+    def columns(self) -> np.ndarray:
+        """Column index of every stored entry."""
+        return np.repeat(np.arange(self.shape[1]), np.diff(self.indptr))
+
+    def matvec(self, values: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """M x for every column pair of ``values`` (nnz, B) and ``X`` (n, B)."""
+        return self._sum_into(values * X[self.columns], self.indices, self.shape[0])
+
+    def rmatvec(self, values: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        """Mᵀ y for every column pair of ``values`` (nnz, B) and ``Y`` (m, B)."""
+        return self._sum_into(values * Y[self.indices], self.columns, self.shape[1])
+
+    def symmetric_matvec(self, values: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """(U + Uᵀ − diag U) x for an upper-triangular pattern U."""
+        off = self.indices != self.columns
+        return self.matvec(values, X) + self._sum_into(
+            values[off] * X[self.indices[off]], self.columns[off], self.shape[1])
+
+    @staticmethod
+    def _sum_into(terms: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray:
+        S = sp.csr_matrix((np.ones(rows.size), (rows, np.arange(rows.size))),
+                          shape=(size, rows.size))
+        return np.asarray(S @ terms)
 
 
 @dataclasses.dataclass

@@ -63,7 +63,8 @@ class RawSolution:
     s: np.ndarray
     status: SolveStatus
     iterations: int
-    solve_time: float
+    solve_time: float            # as the solver reports it
+    wall_time: float = 0.0       # the whole adapter call: setup, solve, translation
 
 
 class SolverAdapter:

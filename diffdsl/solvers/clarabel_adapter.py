@@ -2,6 +2,8 @@
 order, i.e. our lower triangle in row-major order: rows are permuted in and out."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..cones.cones import ConeDims
@@ -40,9 +42,13 @@ class ClarabelAdapter(SolverAdapter):
     default_options = {"verbose": False, "tol_gap_abs": 1e-9, "tol_gap_rel": 1e-9,
                        "tol_feas": 1e-9, "tol_ktratio": 1e-7}
 
-    def known_options(self) -> set[str]:
+    @functools.cached_property
+    def settings_names(self) -> frozenset[str]:
         import clarabel
-        return {k for k in dir(clarabel.DefaultSettings()) if not k.startswith("_")}
+        return frozenset(k for k in dir(clarabel.DefaultSettings()) if not k.startswith("_"))
+
+    def known_options(self) -> set[str]:
+        return set(self.settings_names)
 
     def solve(self, data: ConeProgramData, opts: dict, warm=None) -> RawSolution:
         import clarabel
