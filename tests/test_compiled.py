@@ -182,3 +182,31 @@ def test_kkt_conditions_of_returned_solutions(index, solver):
     assert violations(solution.s[0], cones, dual=False) <= tol
     assert violations(solution.y[0], cones, dual=True) <= tol
     assert abs(solution.s[0] @ solution.y[0]) <= tol * max(1.0, abs(solution.value))
+
+
+@pytest.mark.parametrize("solver", ["scs", "osqp"])
+def test_warm_start_reuses_the_previous_solution(solver):
+    """Warm-started solves give the cold-start answer in fewer iterations."""
+    prob, (A, b, lam), x = lasso(n=30, m=60)
+    compiled = prob.compile(solver=solver, **({"eps_abs": 1e-7, "eps_rel": 1e-7}))
+    A_val, b_val = rng.normal(size=(4,) + A.shape), rng.normal(size=(4,) + b.shape)
+    first = compiled.solve(A_val, b_val, 0.5)
+    nudged = b_val + 1e-4 * rng.normal(size=b_val.shape)
+    cold = compiled.solve(A_val, nudged, 0.5)
+    compiled.solve(A_val, b_val, 0.5)
+    warm = compiled.solve(A_val, nudged, 0.5, warm_start=True)
+    np.testing.assert_allclose(warm[x], cold[x], atol=1e-4)
+    assert warm.iterations.sum() < cold.iterations.sum()
+    assert first.iterations.sum() > 0
+
+
+def test_huber_goes_to_the_quadratic_objective():
+    x = dd.Variable(5, name="x")
+    a = np.array([3.0, -0.2, 0.5, -4.0, 1.0])
+    prob = dd.Problem(dd.Minimize(dd.sum(dd.huber(x - a, 1.5)) + 0.3 * dd.norm1(x)))
+    assert prob.compile().program.P.T.nnz == 5                 # Σ s_i² in P
+    assert prob.compile(solver="ecos").program.P.T.nnz == 0    # lifted for ECOS
+    X = cp.Variable(5)
+    expected = cp.Problem(cp.Minimize(cp.sum(cp.huber(X - a, 1.5)) + 0.3 * cp.norm1(X))).solve()
+    assert prob.solve() == pytest.approx(expected, rel=1e-7)
+    assert prob.solve(solver="ecos") == pytest.approx(expected, rel=1e-6)

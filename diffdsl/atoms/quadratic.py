@@ -202,6 +202,16 @@ class Huber(Elementwise):
         quad_over_lin_epigraph(ctx, s, 1, q, ctx.ones(n))
         return q + a.scale(2.0 * self.M)
 
+    def quadratic_form(self, args, ctx):
+        """Σ huber(x_i) = Σ s_i² + 2M Σ a_i at the optimum, with a ≥ |x − s|: the s² part
+        goes to P, the rest is (rows s, Q = 2I, rest 2M Σ a)."""
+        (x,) = self.broadcast_args(args)
+        n = self.size
+        s, a = ctx.new_variable(n), ctx.new_variable(n)
+        ctx.nonneg(a - (x - s))
+        ctx.nonneg(a + (x - s))
+        return s, sp.identity(n, format="csr") * 2.0, a.linear(np.full((1, n), 2.0 * self.M))
+
     def format_data(self) -> list[str]:
         return [f"{self.M:g}"] if self.M != 1 else []
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..atoms.affine_arithmetic import AddExpression, DivExpression, Multiply, NegExpression
 from ..atoms.affine_structural import Sum
 from ..atoms.powers import Power
-from ..atoms.quadratic import SumSquares
+from ..atoms.quadratic import Huber, SumSquares
 from ..expressions.expression import Expression
 from .context import CanonContext
 from .program import ParamConeProgram, build_program
@@ -70,14 +70,14 @@ def objective_rows(ctx: CanonContext, expr: Expression, weight: AffineTensor) ->
                                       weight.scale(1.0 / denominator.constant_value()))
         quadratic = quadratic_form(ctx, expr)
         if quadratic is not None:
-            rows, Q = quadratic
+            rows, Q, rest = quadratic
             offset = variable_block(rows)
             if offset is None:            # a fresh block r = rows carries the quadratic
                 r = ctx.new_variable(rows.rows)
                 ctx.equal(r, rows)
                 offset = ctx.n_vars - rows.rows
             ctx.add_quadratic(offset, Q, weight)
-            return AffineTensor.zeros(1, ctx.P)
+            return weight.rowwise_product(rest)
     rows = ctx.canon(expr)
     return weight.rowwise_product(rows.linear(np.ones((1, rows.rows))))
 
@@ -96,10 +96,15 @@ def variable_block(rows: AffineTensor) -> int | None:
 
 
 def quadratic_form(ctx: CanonContext, expr: Expression):
-    """(argument rows, Q) with expr = ½ argᵀ Q arg, or None."""
+    """(rows r, Q, rest) with expr = ½ rᵀ Q r + rest (rest: one affine row), or None."""
     if isinstance(expr, Sum) and expr.axis is None and isinstance(expr.args[0], Power) \
             and expr.args[0].p == 2:
         expr = SumSquares(expr.args[0].args[0])
-    if expr.variables() and hasattr(expr, "quadratic_form"):
-        return expr.quadratic_form([ctx.canon(a) for a in expr.args], ctx)
-    return None
+    if isinstance(expr, Sum) and expr.axis is None and isinstance(expr.args[0], Huber):
+        expr = expr.args[0]                   # Σ huber(x_i): huber's form sums its entries
+    if not expr.variables() or not hasattr(expr, "quadratic_form"):
+        return None
+    form = expr.quadratic_form([ctx.canon(a) for a in expr.args], ctx)
+    if form is None or len(form) == 3:
+        return form
+    return (*form, AffineTensor.zeros(1, ctx.P))
