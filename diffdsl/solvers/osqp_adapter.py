@@ -39,7 +39,7 @@ class OSQPAdapter(SolverAdapter):
         solver.setup(data.P, data.c, data.A.tocsc(), lower, data.b, **self.options(opts))
         if warm is not None:
             solver.warm_start(x=warm.x, y=warm.y)
-        res = solver.solve()
+        res = solver.solve(raise_error=False)   # failures come back as a status
         status = STATUS.get(str(res.info.status).lower(), SolveStatus.SOLVER_ERROR)
         x = np.asarray(res.x, dtype=float)
         return RawSolution(x, np.asarray(res.y, dtype=float), data.b - data.A @ x, status,
