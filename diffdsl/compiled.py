@@ -57,12 +57,15 @@ class CompiledProblem:
         self._last: list[RawSolution] | None = None
 
     # parameter values -------------------------------------------------------------
-    def theta(self, *values, **named) -> tuple[np.ndarray, int | None]:
-        """θ̃ = [1; θ] as a (1 + len θ, B) array, and the batch size (None if unbatched)."""
+    def theta(self, *values) -> tuple[np.ndarray, int | None]:
+        """θ̃ = [1; θ] as a (1 + len θ, B) array, and the batch size (None if unbatched).
+
+        ``values``: one per compiled parameter, or one {Parameter: value} dict (missing
+        parameters use their ``.value``), or nothing (every parameter's ``.value``)."""
         if len(values) == 1 and isinstance(values[0], dict):
             by_param = values[0]
             values = tuple(by_param[p] if p in by_param else p.value for p in self.parameters)
-        elif not values and not named:
+        elif not values:
             values = tuple(p.value for p in self.parameters)
         if len(values) != len(self.parameters):
             raise ParameterValueError(

@@ -2,6 +2,8 @@
 (and cvxpylayers) models migrate in one line. CVXPY is imported only when this is called."""
 from __future__ import annotations
 
+import functools
+import operator
 import numpy as np
 
 from . import atoms as A
@@ -50,7 +52,7 @@ class Translator:
         axis = getattr(e, "axis", None)
         keep = getattr(e, "keepdims", False)
         table = {
-            "AddExpression": lambda: _sum(a),
+            "AddExpression": lambda: functools.reduce(operator.add, a),
             "NegExpression": lambda: -a[0],
             "MulExpression": lambda: A.matmul(a[0], a[1]),
             "multiply": lambda: A.multiply(a[0], a[1]),
@@ -127,13 +129,6 @@ class Translator:
         if name == "PowCone3D":
             return PowCone3D(a[0], a[1], a[2], c.alpha.value)
         raise NotImplementedError(f"CVXPY constraint {name} has no diffdsl translation")
-
-
-def _sum(args):
-    out = args[0]
-    for arg in args[1:]:
-        out = out + arg
-    return out
 
 
 def _is_one(e) -> bool:

@@ -4,6 +4,8 @@ CVXPY is the independent oracle for DCP/DPP verdicts and values; it is a test de
 """
 from __future__ import annotations
 
+import functools
+import operator
 import cvxpy as cp
 import numpy as np
 
@@ -75,7 +77,7 @@ class Twin:
         axis = getattr(node, "axis", None)
         keep = getattr(node, "keepdims", False)
         table = {
-            ar.AddExpression: lambda: _sum(a),
+            ar.AddExpression: lambda: functools.reduce(operator.add, a),
             ar.NegExpression: lambda: -a[0],
             ar.Multiply: lambda: cp.multiply(a[0], a[1]),
             ar.MatMul: lambda: a[0] @ a[1],
@@ -145,13 +147,6 @@ class Twin:
         sense = cp.Minimize if isinstance(prob.objective, dd.Minimize) else cp.Maximize
         return cp.Problem(sense(self.expr(prob.objective.expr)),
                           [self.constraint(c) for c in prob.constraints])
-
-
-def _sum(args):
-    out = args[0]
-    for arg in args[1:]:
-        out = out + arg
-    return out
 
 
 def cvxpy_verdicts(expr) -> dict:
