@@ -15,7 +15,7 @@ from problem_corpus import random_problem
 SEEDS = range(520)
 TIGHT = {"clarabel": dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10),
          "ecos": dict(abstol=1e-9, reltol=1e-9, feastol=1e-9),
-         "osqp": dict(eps_abs=1e-10, eps_rel=1e-10, max_iter=200_000, polishing=True)}
+         "osqp": dict(eps_abs=1e-8, eps_rel=1e-8, max_iter=200_000, polishing=True)}
 
 
 def solve_twin(twin, solver: str) -> bool:
