@@ -66,6 +66,10 @@ class Constraint:
         """This constraint's dual value, in CVXPY's convention, from its rows of y."""
         return y.reshape(self.shape)
 
+    def dual_adjoint(self, g) -> np.ndarray:
+        """Adjoint of the (linear) ``dual_from``: a cotangent on the dual value → on y rows."""
+        return np.asarray(g, dtype=float).reshape(-1)
+
     def broadcast_args(self, ctx):
         from ..compile.context import broadcast_rows
         return [broadcast_rows(ctx.canon(a), a.shape, self.shape) for a in self.args]
@@ -143,6 +147,9 @@ class Equality(Comparison):
         """CVXPY's equality multiplier enters the Lagrangian as + ν (lhs − rhs): ν = −y."""
         return -y.reshape(self.shape)
 
+    def dual_adjoint(self, g) -> np.ndarray:
+        return -np.asarray(g, dtype=float).reshape(-1)
+
     def requirements(self):
         return [(self.lhs, "affine", "left side of =="), (self.rhs, "affine", "right side of ==")]
 
@@ -200,6 +207,13 @@ class PSD(Comparison):
     def dual_from(self, y):
         return unsvec(y, self.shape[0])
 
+    def dual_adjoint(self, g) -> np.ndarray:
+        """unsvec puts v_k/√2 at (i, j) and (j, i): its adjoint sums both, times 1/√2."""
+        from ..cones.cones import svec_indices
+        G = np.asarray(g, dtype=float)
+        rows, cols = svec_indices(self.shape[0])
+        return np.where(rows == cols, G[rows, cols], (G[rows, cols] + G[cols, rows]) / np.sqrt(2))
+
 
 class SOC(Constraint):
     """Second-order cone ‖X[:, i]‖₂ ≤ t[i] for axis=0 (columns of X), rows for axis=1.
@@ -240,6 +254,13 @@ class SOC(Constraint):
         dual_X[self._cone_order()] = per_cone[:, 1:].reshape(-1)
         return [per_cone[:, 0].reshape(t.shape), dual_X.reshape(X.shape)]
 
+    def dual_adjoint(self, g) -> np.ndarray:
+        g_t, g_X = (np.asarray(part, dtype=float).reshape(-1) for part in g)
+        per_cone = np.empty((g_t.size, 1 + g_X.size // g_t.size))
+        per_cone[:, 0] = g_t
+        per_cone[:, 1:] = g_X[self._cone_order()].reshape(g_t.size, -1)
+        return per_cone.reshape(-1)
+
     def format_body(self) -> str:
         extra = f", axis={self.axis}" if self.axis else ""
         return f"SOC({self.args[0]}, {self.args[1]}{extra})"
@@ -266,6 +287,9 @@ class ExpCone(Constraint):
         triples = y.reshape(-1, 3)
         return [triples[:, i].reshape(self.shape) for i in range(3)]
 
+    def dual_adjoint(self, g) -> np.ndarray:
+        return np.stack([np.asarray(part, dtype=float).reshape(-1) for part in g], axis=1).reshape(-1)
+
 
 class PowCone3D(Constraint):
     """(x, y, z) in the 3-d power cone: x^α y^(1−α) ≥ |z|, x, y ≥ 0, elementwise."""
@@ -288,9 +312,8 @@ class PowCone3D(Constraint):
         alpha = np.broadcast_to(self.alpha, self.shape).reshape(-1)
         ctx.pow_cone(*self.broadcast_args(ctx), alpha, owner=self.id)
 
-    def dual_from(self, y):
-        triples = y.reshape(-1, 3)
-        return [triples[:, i].reshape(self.shape) for i in range(3)]
+    dual_from = ExpCone.dual_from
+    dual_adjoint = ExpCone.dual_adjoint
 
 
 def unsvec(v: np.ndarray, n: int) -> np.ndarray:

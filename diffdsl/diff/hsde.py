@@ -1,0 +1,119 @@
+"""Implicit differentiation of the homogeneous self-dual embedding at a returned solution.
+
+With u = (x, y, τ), v = (0, s, κ) and z = u − v, a solution satisfies the residual equation
+of the (quadratic) homogeneous self-dual embedding
+
+    R(z) = Q(Π(z)) − Π(z) + z = 0,   Π = (identity, Π_K*, max(·, 0)),
+    Q(u) = (P x + Aᵀy + c τ,  −A x + b τ,  −xᵀPx/τ − cᵀx − bᵀy),
+
+which holds for a solution from any solver (interior point or ADMM). R is positively
+homogeneous, so D_z R is singular along z itself (the homogenizing direction). We fix that
+gauge by holding τ = 1 (dτ = 0); the τ row is then implied by the others, leaving
+
+    M dz = −g,   M = [[P, Aᵀ D], [−A, I − D]],   D = DΠ_K*(y − s),
+    g = (dP x + dAᵀ y + dc,  −dA x + db),
+
+and dx = dz_x, dy = D dz_y, ds = (D − I) dz_y. Reverse mode solves with Mᵀ and applies the
+adjoint of (dP, dA, db, dc) ↦ g. M is factored once per solution and reused.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..cones import projections
+from ..cones.cones import ConeDims
+from .linear import DirectSolver, LSMRSolver
+
+
+@dataclasses.dataclass
+class DataCotangent:
+    """Gradients with respect to the cone program's data (P only on its upper pattern)."""
+
+    P_values: np.ndarray
+    c: np.ndarray
+    A_values: np.ndarray
+    b: np.ndarray
+
+
+class SolutionDerivative:
+    """The factored derivative system at one solution (x, y, s) of one instance."""
+
+    def __init__(self, P_pattern, P_values, A_pattern, A_values, x, y, s, cones: ConeDims,
+                 solver: str = "direct", reg: float = 0.0) -> None:
+        self.P_pattern, self.P_values = P_pattern, P_values
+        self.A_pattern, self.A_values = A_pattern, A_values
+        self.x, self.y, self.s = x, y, s
+        self.cones = cones
+        n, m = len(x), len(y)
+        self.n, self.m = n, m
+        z_y = y - s
+        self.D = projections.derivative(z_y, cones, dual=True).sparse()
+        P = P_pattern.matrix(P_values)
+        P = P + sp.triu(P, 1).T
+        A = A_pattern.matrix(A_values)
+        I_m = sp.identity(m, format="csr")
+        self.M = sp.bmat([[P, A.T @ self.D], [-A, I_m - self.D]], format="csc")
+        if reg:
+            self.M = self.M + reg * sp.identity(n + m, format="csc")
+        self.linear = DirectSolver(self.M) if solver == "direct" else LSMRSolver(self.M)
+        self.counts = projections.degenerate_count(z_y, cones)
+        self.backward_residual = 0.0
+
+    # forward mode ----------------------------------------------------------------------
+    def jvp(self, dP_values, dc, dA_values, db):
+        """(dx, dy, ds) for a perturbation of the data."""
+        g = self._data_map(dP_values, dc, dA_values, db)
+        dz = -self.linear.solve(g)
+        self._record_residual(dz, g, transpose=False)
+        return self._solution_map(dz)
+
+    # reverse mode ----------------------------------------------------------------------
+    def vjp(self, gx, gy, gs) -> DataCotangent:
+        """Gradients of ⟨gx, x⟩ + ⟨gy, y⟩ + ⟨gs, s⟩ with respect to the data."""
+        gz = self._solution_map_adjoint(gx, gy, gs)
+        w = -self.linear.solve(gz, transpose=True)
+        self._record_residual(w, gz, transpose=True)
+        return self._data_map_adjoint(w)
+
+    # pieces ----------------------------------------------------------------------------
+    def _data_map(self, dP_values, dc, dA_values, db) -> np.ndarray:
+        dP = self.P_pattern.matrix(dP_values)
+        dP = dP + sp.triu(dP, 1).T
+        dA = self.A_pattern.matrix(dA_values)
+        return np.concatenate([dP @ self.x + dA.T @ self.y + dc, -(dA @ self.x) + db])
+
+    def _data_map_adjoint(self, w: np.ndarray) -> DataCotangent:
+        wx, wy = w[:self.n], w[self.n:]
+        rows, cols = self.A_pattern.indices, self.A_pattern.columns
+        grad_A = self.y[rows] * wx[cols] - wy[rows] * self.x[cols]
+        pr, pc = self.P_pattern.indices, self.P_pattern.columns
+        # d⟨w_x, dP x⟩/dP_ij = w_i x_j, and an upper entry stands for (i, j) and (j, i)
+        grad_P = wx[pr] * self.x[pc] + np.where(pr == pc, 0.0, wx[pc] * self.x[pr])
+        return DataCotangent(grad_P, wx.copy(), grad_A, wy.copy())
+
+    def _solution_map(self, dz: np.ndarray):
+        dz_x, dz_y = dz[:self.n], dz[self.n:]
+        dy = self.D @ dz_y
+        return dz_x, dy, dy - dz_y
+
+    def _solution_map_adjoint(self, gx, gy, gs) -> np.ndarray:
+        return np.concatenate([gx, self.D.T @ (gy + gs) - gs])
+
+    def _record_residual(self, solution, rhs, transpose: bool) -> None:
+        """‖M sol + rhs‖ / ‖rhs‖ for sol = −M⁻¹ rhs (or with Mᵀ)."""
+        M = self.M.T if transpose else self.M
+        r = M @ solution + rhs
+        self.backward_residual = max(self.backward_residual, float(
+            np.linalg.norm(r) / max(np.linalg.norm(rhs), 1e-300)))
+
+    @property
+    def condition_estimate(self) -> float:
+        return self.linear.condition_estimate()
+
+    @property
+    def differentiable(self) -> bool:
+        """False when strict complementarity fails (Π_K* has a kink at y − s)."""
+        return self.counts["degenerate"] == 0
