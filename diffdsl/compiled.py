@@ -218,10 +218,11 @@ class Solution:
         return f"Solution({len(self.status)} element(s), status {kinds})"
 
     # derivatives ---------------------------------------------------------------------
-    def derivative(self, i: int = 0, solver: str = "direct", reg: float = 0.0):
+    def derivative(self, i: int = 0, solver: str = "direct", reg: float = 0.0,
+                   refine: bool = True):
         """The factored derivative system of element ``i`` (built once, then reused)."""
         from .diff.hsde import SolutionDerivative
-        key = (i, solver, reg)
+        key = (i, solver, reg, refine)
         if key not in self._derivatives:
             prog, theta = self.compiled.program, self.theta[:, i]
             if not self.status[i].is_optimal:
@@ -229,7 +230,9 @@ class Solution:
                                  "derivative is not defined")
             self._derivatives[key] = SolutionDerivative(
                 prog.P, prog.P.values(theta), prog.A, prog.A.values(theta),
-                self.x[i], self.y[i], self.s[i], prog.cones, solver=solver, reg=reg)
+                np.asarray(prog.b @ theta).reshape(-1), np.asarray(prog.c @ theta).reshape(-1),
+                self.x[i], self.y[i], self.s[i], prog.cones, solver=solver, reg=reg,
+                refine=refine)
         return self._derivatives[key]
 
     def vjp(self, d_variables: dict, d_duals: dict | None = None, **rule) -> dict:
@@ -277,7 +280,9 @@ class Solution:
         d = self.derivative(i)
         return {"backward_residual": d.backward_residual,
                 "condition_estimate": d.condition_estimate, **d.counts,
-                "differentiable": d.differentiable}
+                "differentiable": d.differentiable,
+                "kkt_residual_before_refinement": d.initial_residual,
+                "kkt_residual": d.refined_residual}
 
 
 def max_abs(M: np.ndarray) -> np.ndarray:
