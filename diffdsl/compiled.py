@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from .compile.problem_canon import canonicalize_problem
+from .diff.rules import as_rule, perturbed_vjp
 from .errors import ParameterValueError
 from .solvers.base import ConeProgramData, RawSolution, SolveStatus, get_adapter
 
@@ -32,7 +33,7 @@ class CompiledProblem:
     """A DPP problem compiled once into a parametric cone program for one solver."""
 
     def __init__(self, problem, parameters=None, variables=None, solver: str = "clarabel",
-                 parameters_as_constants: bool = False, **opts) -> None:
+                 parameters_as_constants: bool = False, rule=None, **opts) -> None:
         problem.check_dcp()
         if not parameters_as_constants:
             problem.check_dpp()
@@ -54,6 +55,7 @@ class CompiledProblem:
         self.compile_time = time.perf_counter() - started
         self.adapter.check_cones(self.program.cones)
         self.sense = 1.0 if problem.objective.sense == "minimize" else -1.0
+        self.rule = as_rule(rule)
         self._last: list[RawSolution] | None = None
 
     # parameter values -------------------------------------------------------------
@@ -158,6 +160,8 @@ class Solution:
                  batch: int | None) -> None:
         self.compiled = compiled
         self.theta = theta
+        self.rule = compiled.rule
+        self.tolerances = dict(compiled.options)
         self._derivatives: dict = {}
         self.batched = batch is not None
         self.raw = raws
@@ -218,10 +222,11 @@ class Solution:
         return f"Solution({len(self.status)} element(s), status {kinds})"
 
     # derivatives ---------------------------------------------------------------------
-    def derivative(self, i: int = 0, solver: str = "direct", reg: float = 0.0,
+    def derivative(self, i: int = 0, solver: str = "direct", reg: float | None = None,
                    refine: bool = True):
         """The factored derivative system of element ``i`` (built once, then reused)."""
         from .diff.hsde import SolutionDerivative
+        reg = self.rule.reg if reg is None else reg
         key = (i, solver, reg, refine)
         if key not in self._derivatives:
             prog, theta = self.compiled.program, self.theta[:, i]
@@ -236,17 +241,31 @@ class Solution:
         return self._derivatives[key]
 
     def vjp(self, d_variables: dict, d_duals: dict | None = None, **rule) -> dict:
-        """Reverse mode: {Parameter: gradient} of Σ⟨d_variables[v], v⟩ + Σ⟨d_duals[c], dual⟩."""
+        """Reverse mode: {Parameter: gradient} of Σ⟨d_variables[v], v⟩ + Σ⟨d_duals[c], dual⟩,
+        by the compiled derivative rule (``self.rule``)."""
         from .diff import solution_map
         B = len(self.status)
         gx, gy, gs = solution_map.cotangents(self.compiled, d_variables, d_duals, B)
-        grads = [self.derivative(i, **rule).vjp(gx[i], gy[i], gs[i]) for i in range(B)]
+        if self.rule.name == "perturbed":
+            if d_duals:
+                raise ValueError("the perturbed (LPGD) rule differentiates variables only")
+            grads = [self._perturbed(i, gx[i]) for i in range(B)]
+        else:
+            grads = [self.derivative(i, **rule).vjp(gx[i], gy[i], gs[i]) for i in range(B)]
         return solution_map.parameter_gradients(self.compiled, grads, self.batched)
+
+    def _perturbed(self, i: int, gx: np.ndarray):
+        compiled, theta = self.compiled, self.theta[:, i:i + 1]
+        data = compiled.data(theta)[0]
+        return perturbed_vjp(compiled.adapter, compiled.options, data, self.x[i], self.y[i],
+                             gx, self.rule.tau, compiled.program.P, compiled.program.A)
 
     def jvp(self, d_parameters: dict, **rule) -> tuple[dict, dict]:
         """Forward mode: ({Variable: tangent}, {Constraint: dual tangent}) for parameter
         tangents ``d_parameters`` (missing parameters: zero)."""
         from .diff import solution_map
+        if self.rule.name == "perturbed":
+            raise ValueError("the perturbed (LPGD) rule has no forward mode; use 'implicit'")
         B = len(self.status)
         tangents = solution_map.data_tangents(self.compiled, d_parameters, B)
         out = [self.derivative(i, **rule).jvp(*t) for i, t in enumerate(tangents)]

@@ -218,13 +218,6 @@ def _exp_constraint(p):
     return g, grad, H
 
 
-def _pow_boundary_ray(alpha):
-    def ray(theta: float) -> np.ndarray:
-        th = min(max(theta, 0.0), 1.0)
-        return np.array([th, 1 - th, th ** alpha * (1 - th) ** (1 - alpha)])
-    return ray
-
-
 def _pow_in_cone(v, a, tol=0.0):
     x, y, z = v
     return x >= -tol and y >= -tol and abs(z) <= max(x, 0) ** a * max(y, 0) ** (1 - a) + tol
@@ -238,20 +231,37 @@ def _pow_in_polar(v, a, tol=0.0):
 
 
 def _pow(v, a):
+    """Outside K and its polar, Π(v) = (x(r), y(r), sign(z₀) r) where r ∈ (0, |z₀|) solves
+    x(r)^α y(r)^{1−α} = r with x(r) = ½(x₀ + √(x₀² + 4α r(|z₀| − r))) and y(r) likewise with
+    1 − α (Hien, 2015); the root is bracketed and found by bisection, then polished."""
     if _pow_in_cone(v, a):
         return v.copy()
     if _pow_in_polar(v, a):
         return np.zeros(3)
-    sign = 1.0 if v[2] >= 0 else -1.0
-    w = np.array([v[0], v[1], sign * v[2]])        # by symmetry project with z ≥ 0
-    candidates = [np.array([max(w[0], 0.0), max(w[1], 0.0), 0.0])]
-    ray = _best_ray(w, _pow_boundary_ray(a), (0.0, 1.0))
-    if ray is not None and ray[0] > 0 and ray[1] > 0:
-        candidates.append(_polish(w, ray, _pow_constraint(a)))
-    elif ray is not None:
-        candidates.append(ray)
-    p = min(candidates, key=lambda q: np.linalg.norm(q - w))
-    return np.array([p[0], p[1], sign * p[2]])
+    x0, y0, z0 = v
+    zabs = abs(z0)
+
+    def point(r):
+        x = 0.5 * (x0 + np.sqrt(x0 * x0 + 4 * a * r * (zabs - r)))
+        y = 0.5 * (y0 + np.sqrt(y0 * y0 + 4 * (1 - a) * r * (zabs - r)))
+        return x, y
+
+    lo, hi = 0.0, zabs
+    for _ in range(200):
+        r = 0.5 * (lo + hi)
+        x, y = point(r)
+        if x ** a * y ** (1 - a) > r:
+            lo = r
+        else:
+            hi = r
+        if hi - lo <= 1e-16 * max(1.0, zabs):
+            break
+    r = 0.5 * (lo + hi)
+    x, y = point(r)
+    p = np.array([x, y, r])
+    if x > 0 and y > 0:
+        p = _polish(np.array([x0, y0, zabs]), p, _pow_constraint(a))
+    return np.array([p[0], p[1], np.copysign(p[2], z0)])
 
 
 def _pow_constraint(a):
@@ -344,8 +354,13 @@ def _pow_d(v, a):
     flip = np.diag([1.0, 1.0, sign])
     w = flip @ v
     p = flip @ _pow(v, a)
-    if min(p[0], p[1]) <= 1e-12 * max(1.0, np.abs(p).max()):   # on an edge: x = 0 or y = 0
-        return np.diag([float(p[0] > 0), float(p[1] > 0), 0.0])
+    tiny = 1e-12 * max(1.0, np.abs(p).max())
+    if min(p[0], p[1]) <= tiny:
+        # Next to the edge x = 0 (or y = 0): the projection clamps that coordinate to 0 and
+        # keeps the other; it keeps z too where the surface |z| = x^α y^{1−α} is locally
+        # vertical (z away from 0), and clamps it where z ≈ 0.
+        keep = [float(p[0] > tiny), float(p[1] > tiny)]
+        return np.diag(keep + [float(sum(keep) == 1 and abs(p[2]) > tiny)])
     return flip @ _boundary_derivative(w, p, _pow_constraint(a)) @ flip
 
 

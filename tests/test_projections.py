@@ -1,0 +1,111 @@
+"""Cone projections and their derivatives: optimality (Moreau) conditions checked with
+independent membership tests, derivatives against central finite differences."""
+import numpy as np
+import pytest
+
+from cone_membership import interior, violations
+from diffdsl.cones import ConeDims
+from diffdsl.cones.projections import derivative, project
+
+rng = np.random.default_rng(7)
+CONES = {
+    "nonneg": ConeDims(nonneg=6),
+    "zero": ConeDims(zero=4),
+    "soc": ConeDims(soc=(1, 4, 7)),
+    "psd": ConeDims(psd=(1, 2, 4)),
+    "exp": ConeDims(exp=8),
+    "pow": ConeDims(pow=(0.2, 0.5, 0.7, 0.9)),
+    "mixed": ConeDims(zero=2, nonneg=3, soc=(3,), psd=(3,), exp=2, pow=(0.4,)),
+}
+
+
+def members(cones, dual: bool, count: int) -> np.ndarray:
+    """Random points of K (or K*), built from the cone definitions block by block."""
+    out = []
+    for _ in range(count):
+        parts = []
+        for n in [cones.zero]:
+            parts.append(rng.normal(size=n) if dual else np.zeros(n))   # K* of {0} is R^n
+        parts.append(np.abs(rng.normal(size=cones.nonneg)))
+        for k in cones.soc:
+            x = rng.normal(size=k - 1)
+            parts.append(np.concatenate([[np.linalg.norm(x) + abs(rng.normal())], x]))
+        for n in cones.psd:
+            B = rng.normal(size=(n, n))
+            M = B @ B.T
+            rows, cols = np.triu_indices(n)
+            parts.append(M[cols, rows] * np.where(rows == cols, 1, np.sqrt(2)))
+        for _ in range(cones.exp):
+            a, b = rng.normal(), np.exp(rng.normal())
+            if dual:   # u < 0, t ≥ −u e^{w/u} / e
+                u = -b
+                parts.append([u, a, -u * np.exp(a / u - 1) + abs(rng.normal())])
+            else:
+                parts.append([a, b, b * np.exp(a / b) + abs(rng.normal())])
+        for alpha in cones.pow:
+            x, y = np.exp(rng.normal(size=2))
+            bound = (x / alpha) ** alpha * (y / (1 - alpha)) ** (1 - alpha) if dual \
+                else x ** alpha * y ** (1 - alpha)
+            parts.append([x, y, bound * rng.uniform(-1, 1)])
+        out.append(np.concatenate([np.ravel(p) for p in parts]))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("name", sorted(CONES))
+@pytest.mark.parametrize("dual", [False, True])
+def test_projection_is_optimal(name, dual):
+    """p = Π(v) lies in the cone and satisfies the variational inequality
+    ⟨v − p, q − p⟩ ≤ 0 for every q in the cone: ⟨v − p, p⟩ = 0 and ⟨v − p, q⟩ ≤ 0."""
+    cones = CONES[name]
+    others = members(cones, dual, 200)
+    for _ in range(40):
+        v = 2 * rng.normal(size=cones.size)
+        p = project(v, cones, dual=dual)
+        scale = max(1.0, np.abs(v).max())
+        # within 1e-9 of the cone: a step that small towards its interior lands inside
+        nudged = p + 1e-9 * scale * interior(cones, dual)
+        assert violations(nudged, cones, dual=dual) == 0.0
+        assert abs((v - p) @ p) <= 1e-9 * scale ** 2
+        assert np.max(others @ (v - p)) <= 1e-9 * scale * np.abs(others).max()
+
+
+@pytest.mark.parametrize("name", sorted(CONES))
+@pytest.mark.parametrize("dual", [False, True])
+def test_projection_derivative_matches_finite_differences(name, dual):
+    """Away from kinks (where two step sizes agree), DΠ equals central differences."""
+    cones = CONES[name]
+    checked = 0
+
+    def fd(v, eps):
+        return np.column_stack([(project(v + eps * e, cones, dual)
+                                 - project(v - eps * e, cones, dual)) / (2 * eps)
+                                for e in np.eye(cones.size)])
+
+    for _ in range(25):
+        v = 2 * rng.normal(size=cones.size)
+        D = derivative(v, cones, dual=dual)
+        np.testing.assert_allclose(D.sparse().toarray(), D.dense())
+        coarse, fine = fd(v, 1e-5), fd(v, 1e-7)
+        if np.abs(coarse - fine).max() > 1e-4:
+            continue                      # a kink within 1e-5 of v
+        np.testing.assert_allclose(D.dense(), coarse, atol=2e-5)
+        checked += 1
+    assert checked >= 15
+
+
+def test_second_order_cone_closed_form():
+    v = np.array([1.0, 3.0, 4.0])          # ‖x‖ = 5 > |t| = 1
+    np.testing.assert_allclose(project(v, ConeDims(soc=(3,))), 3.0 * np.array([1.0, 0.6, 0.8]))
+    assert np.all(project(np.array([-6.0, 3.0, 4.0]), ConeDims(soc=(3,))) == 0)
+
+
+def test_psd_projection_clips_eigenvalues():
+    B = rng.normal(size=(4, 4))
+    X = (B + B.T) / 2
+    lam, V = np.linalg.eigh(X)
+    expected = (V * np.maximum(lam, 0)) @ V.T
+    rows, cols = np.triu_indices(4)              # svec: lower triangle, column-major, √2
+    svec = X[cols, rows] * np.where(rows == cols, 1, np.sqrt(2))
+    out = project(svec, ConeDims(psd=(4,)))
+    np.testing.assert_allclose(out, expected[cols, rows] * np.where(rows == cols, 1, np.sqrt(2)),
+                               atol=1e-12)
