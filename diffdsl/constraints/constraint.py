@@ -288,7 +288,8 @@ class ExpCone(Constraint):
         return [triples[:, i].reshape(self.shape) for i in range(3)]
 
     def dual_adjoint(self, g) -> np.ndarray:
-        return np.stack([np.asarray(part, dtype=float).reshape(-1) for part in g], axis=1).reshape(-1)
+        parts = [np.asarray(part, dtype=float).reshape(-1) for part in g]
+        return np.stack(parts, axis=1).reshape(-1)
 
 
 class PowCone3D(Constraint):

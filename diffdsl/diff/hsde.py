@@ -163,5 +163,6 @@ class SolutionDerivative:
 
     @property
     def differentiable(self) -> bool:
-        """False when strict complementarity fails (Π_K* has a kink at y − s)."""
-        return self.counts["degenerate"] == 0
+        """False when strict complementarity fails (Π_K* has a kink at y − s) or the system
+        is singular (the solution, or its multipliers, are not unique)."""
+        return self.counts["degenerate"] == 0 and not self.linear.singular

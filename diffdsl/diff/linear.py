@@ -7,6 +7,8 @@ reports the residual it reached.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
@@ -22,10 +24,19 @@ class DirectSolver:
         self.M = sp.csc_matrix(M)
         self.n = M.shape[0]
         self.dense = self.n <= DENSE_LIMIT
+        self.singular = False
         if self.dense:
-            self.lu = scipy.linalg.lu_factor(self.M.toarray(), check_finite=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+                self.lu = scipy.linalg.lu_factor(self.M.toarray(), check_finite=False)
+            pivots = np.abs(np.diag(self.lu[0]))
+            self.singular = bool(self.n and pivots.min() <= 1e-14 * max(pivots.max(), 1e-300))
         else:
-            self.lu = spla.splu(self.M, permc_spec="COLAMD")
+            try:
+                self.lu = spla.splu(self.M, permc_spec="COLAMD")
+            except RuntimeError:       # "Factor is exactly singular"
+                self.singular = True
+                self.lu = spla.splu(self.M + 1e-14 * sp.identity(self.n, format="csc"))
 
     def _raw(self, rhs: np.ndarray, transpose: bool) -> np.ndarray:
         if self.dense:
@@ -54,6 +65,7 @@ class LSMRSolver:
         self.M = sp.csr_matrix(M)
         self.tol = tol
         self.last_residual = 0.0
+        self.singular = False
 
     def solve(self, rhs: np.ndarray, transpose: bool = False) -> np.ndarray:
         M = self.M.T if transpose else self.M

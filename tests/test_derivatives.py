@@ -1,0 +1,233 @@
+"""Derivatives of the solution map against references nobody here tuned: closed forms,
+central finite differences of tight solves, and the adjoint identity ⟨vjp(u), v⟩ = ⟨u, jvp(v)⟩."""
+import numpy as np
+import pytest
+
+import diffdsl as dd
+from diffdsl.diff.rules import DerivativeRule
+
+rng = np.random.default_rng(11)
+TIGHT = {"clarabel": dict(tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12,
+                          tol_ktratio=1e-10),
+         "scs": dict(eps_abs=1e-12, eps_rel=1e-12), "ecos": {}}
+
+
+def rel(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return np.abs(a - b).max() / max(1.0, np.abs(b).max())
+
+
+# ------------------------------------------------------------------------- closed forms
+@pytest.mark.parametrize("solver", ["clarabel", "scs", "ecos"])
+def test_softmax_jacobian(solver):
+    """argmax θᵀy + Σ entr(y) s.t. 1ᵀy = 1 is softmax(θ), with Jacobian diag(y) − yyᵀ."""
+    n = 6
+    theta, y = dd.Parameter(n, value=rng.normal(size=n)), dd.Variable(n)
+    prob = dd.Problem(dd.Maximize(theta @ y + dd.sum(dd.entr(y))), [dd.sum(y) == 1])
+    sol = prob.compile(solver=solver).solve()
+    s = np.exp(theta.value) / np.exp(theta.value).sum()
+    J = np.diag(s) - np.outer(s, s)
+    d, g = rng.normal(size=n), rng.normal(size=n)
+    assert rel(sol.jvp({theta: d})[0][y], J @ d) <= 1e-7
+    assert rel(sol.vjp({y: g})[theta], J.T @ g) <= 1e-7
+    assert rel(sol.jacobian(), J) <= 1e-7
+
+
+def test_sparsemax_jacobian():
+    """Projection onto the simplex: J = diag(1_S) − 1_S 1_Sᵀ / |S| on the support S."""
+    n = 8
+    theta, y = dd.Parameter(n, value=rng.normal(size=n)), dd.Variable(n)
+    prob = dd.Problem(dd.Minimize(dd.sum_squares(y - theta)), [dd.sum(y) == 1, y >= 0])
+    sol = prob.compile().solve()
+    support = (sol[y] > 1e-9).astype(float)
+    J = np.diag(support) - np.outer(support, support) / support.sum()
+    assert rel(sol.jacobian(), J) <= 1e-7
+    assert sol.derivative_diagnostics()["differentiable"]
+
+
+def test_ridge_regression_gradients():
+    m, n, lam = 12, 5, 0.3
+    A, b, x = dd.Parameter((m, n)), dd.Parameter(m), dd.Variable(n)
+    prob = dd.Problem(dd.Minimize(dd.sum_squares(A @ x - b) + lam * dd.sum_squares(x)))
+    A_val, b_val = rng.normal(size=(m, n)), rng.normal(size=m)
+    sol = prob.compile().solve(A_val, b_val)
+    H = A_val.T @ A_val + lam * np.eye(n)
+    xs = np.linalg.solve(H, A_val.T @ b_val)
+    g = rng.normal(size=n)
+    w = np.linalg.solve(H, g)
+    grads = sol.vjp({x: g})
+    assert rel(grads[b], A_val @ w) <= 1e-9
+    assert rel(grads[A], np.outer(b_val - A_val @ xs, w) - np.outer(A_val @ w, xs)) <= 1e-9
+
+
+def test_l2_ball_projection_jacobian():
+    """Π(v) = v/‖v‖ outside the ball: J = (I − uuᵀ)/‖v‖, u = v/‖v‖."""
+    n = 5
+    v, y = dd.Parameter(n, value=3 * rng.normal(size=n)), dd.Variable(n)
+    sol = dd.Problem(dd.Minimize(dd.sum_squares(y - v)), [dd.norm(y) <= 1]).compile().solve()
+    r = np.linalg.norm(v.value)
+    u = v.value / r
+    assert rel(sol.jacobian(), (np.eye(n) - np.outer(u, u)) / r) <= 1e-8
+
+
+@pytest.mark.parametrize("solver", ["clarabel", "scs"])
+def test_psd_projection_derivative(solver):
+    """argmin ‖X − S‖_F s.t. X ⪰ 0 is V max(Λ, 0) Vᵀ; its JVP against finite differences of
+    that NumPy formula."""
+    n = 4
+    B = rng.normal(size=(n, n))
+    S = dd.Parameter((n, n), symmetric=True, value=(B + B.T) / 2)
+    X = dd.Variable((n, n), symmetric=True)
+    sol = dd.Problem(dd.Minimize(dd.sum_squares(X - S)), [X >> 0]).compile(solver=solver).solve()
+
+    def proj(M):
+        lam, V = np.linalg.eigh(M)
+        return (V * np.maximum(lam, 0)) @ V.T
+
+    D = rng.normal(size=(n, n))
+    D = (D + D.T) / 2
+    eps = 1e-6
+    fd = (proj(S.value + eps * D) - proj(S.value - eps * D)) / (2 * eps)
+    assert rel(sol.jvp({S: D})[0][X], fd) <= 1e-6
+
+
+def test_equality_constrained_qp_matches_its_kkt_solve():
+    n, p = 6, 2
+    B = rng.normal(size=(n, n))
+    Q = B @ B.T + np.eye(n)
+    F = rng.normal(size=(p, n))
+    q, h = dd.Parameter(n, value=rng.normal(size=n)), dd.Parameter(p, value=rng.normal(size=p))
+    x = dd.Variable(n)
+    con = F @ x == h
+    sol = dd.Problem(dd.Minimize(0.5 * dd.quad_form(x, Q) + q @ x), [con]).compile().solve()
+    K = np.block([[Q, F.T], [F, np.zeros((p, p))]])
+    dq, dh = rng.normal(size=n), rng.normal(size=p)
+    expected = np.linalg.solve(K, np.concatenate([-dq, dh]))
+    dvars, dduals = sol.jvp({q: dq, h: dh})
+    assert rel(dvars[x], expected[:n]) <= 1e-9
+    assert rel(dduals[con], expected[n:]) <= 1e-9     # CVXPY's sign: + ν (Fx − h)
+
+
+# ------------------------------------------------------------------------- finite differences
+def family_problems():
+    """(name, problem, parameters) across the atom families and cones (strictly convex)."""
+    n = 4
+    x = dd.Variable(n, name="x")
+    a = dd.Parameter(n, name="a", value=rng.normal(size=n))
+    c = dd.Parameter(n, name="c", nonneg=True, value=rng.uniform(0.5, 1.5, n))
+    reg = dd.sum_squares(x - a)
+    yield "exp: log_sum_exp, logistic", dd.Problem(
+        dd.Minimize(dd.log_sum_exp(x) + dd.sum(dd.logistic(x)) + reg)), [a]
+    yield "exp: kl_div, log", dd.Problem(
+        dd.Minimize(dd.sum(dd.kl_div(x, c)) - dd.sum(dd.log(x)) + reg), [x >= 0.1]), [a, c]
+    yield "power: power 1.5, inv_pos, pnorm 3", dd.Problem(
+        dd.Minimize(dd.sum(dd.power(x, 1.5)) + dd.sum(dd.inv_pos(x)) + dd.pnorm(x, 3) + reg),
+        [x >= 0.1]), [a]
+    yield "power: geo_mean, sqrt", dd.Problem(
+        dd.Maximize(dd.geo_mean(x, [1, 2, 3, 4]) + dd.sum(dd.sqrt(x)) - reg), [c @ x <= 3]), \
+        [a, c]
+    yield "soc: norm, huber, quad_over_lin", dd.Problem(
+        dd.Minimize(dd.norm(x - 2 * a) + dd.sum(dd.huber(x, 0.5)) + dd.quad_over_lin(x, 2)
+                    + reg)), [a]
+    X = dd.Variable((3, 3), symmetric=True, name="X")
+    S = dd.Parameter((3, 3), symmetric=True, name="S", value=np.diag([1.0, 2.0, 3.0]) + 0.3)
+    yield "psd: lambda_max, log_det", dd.Problem(
+        dd.Minimize(dd.lambda_max(X) - dd.log_det(X) + dd.sum_squares(X - S)),
+        [dd.trace(X) <= 6]), [S]
+    b = dd.Parameter(n, name="b", value=np.array([2.0, -1.5, 0.8, 3.0]))
+    yield "lp pieces: norm1, max", dd.Problem(
+        dd.Minimize(dd.norm1(x) + dd.max(x) + dd.sum_squares(x - b))), [b]
+
+
+@pytest.mark.parametrize("name, problem, params", list(family_problems()),
+                         ids=[f[0] for f in family_problems()])
+def test_jvp_and_vjp_match_central_differences(name, problem, params):
+    compiled = problem.compile()
+    values = {p: p.value for p in params}
+    sol = compiled.solve(values, refine=True)         # refined: finite differences need it
+    assert sol.status[0].is_optimal and sol.derivative_diagnostics()["differentiable"]
+    eps = 1e-5
+    for p in params:
+        d = rng.normal(size=p.shape)
+        if p.attributes.get("symmetric"):
+            d = (d + d.T) / 2
+        plus, minus = dict(values), dict(values)
+        plus[p], minus[p] = p.value + eps * d, p.value - eps * d
+        sp_, sm = compiled.solve(plus, refine=True), compiled.solve(minus, refine=True)
+        dvars, _ = sol.jvp({p: d})
+        for v in problem.variables():
+            fd = (sp_[v] - sm[v]) / (2 * eps)
+            assert rel(dvars[v], fd) <= 1e-6, (name, p.name, v.name)
+            g = rng.normal(size=v.shape)
+            assert np.sum(sol.vjp({v: g})[p] * d) == pytest.approx(np.sum(g * fd), abs=1e-6)
+
+
+@pytest.mark.parametrize("name, problem, params", list(family_problems()),
+                         ids=[f[0] for f in family_problems()])
+def test_vjp_is_the_adjoint_of_jvp(name, problem, params):
+    sol = problem.compile().solve()
+    d_params = {p: rng.normal(size=p.shape) for p in params}
+    for p in params:
+        if p.attributes.get("symmetric"):
+            d_params[p] = (d_params[p] + d_params[p].T) / 2
+    d_vars = {v: rng.normal(size=v.shape) for v in problem.variables()}
+    d_duals = {c: (rng.normal(size=c.shape) if hasattr(c, "shape") and c.shape else rng.normal())
+               for c in problem.constraints if isinstance(c, (dd.Inequality, dd.Equality))}
+    tangent_vars, tangent_duals = sol.jvp(d_params)
+    lhs = sum(np.sum(g * sol.vjp(d_vars, d_duals)[p]) for p, g in d_params.items())
+    rhs = sum(np.sum(d_vars[v] * tangent_vars[v]) for v in d_vars) + \
+        sum(np.sum(d_duals[c] * tangent_duals[c]) for c in d_duals)
+    assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-10)
+
+
+def test_batched_vjp_equals_elementwise():
+    n = 5
+    theta, y = dd.Parameter(n), dd.Variable(n)
+    compiled = dd.Problem(dd.Minimize(dd.sum_squares(y - theta)),
+                          [dd.sum(y) == 1, y >= 0]).compile()
+    values = rng.normal(size=(4, n))
+    g = rng.normal(size=(4, n))
+    batch = compiled.solve(values).vjp({y: g})[theta]
+    assert batch.shape == (4, n)
+    for i in range(4):
+        np.testing.assert_allclose(batch[i], compiled.solve(values[i]).vjp({y: g[i]})[theta],
+                                   atol=1e-12)
+
+
+# ------------------------------------------------------------------------- rules, diagnostics
+def test_rules_are_recorded_and_perturbed_converges_to_implicit():
+    n = 5
+    x, q = dd.Variable(n), dd.Parameter(n, value=rng.normal(size=n))
+    G = rng.normal(size=(3, n))
+    prob = dd.Problem(dd.Minimize(dd.sum_squares(x) + q @ x), [G @ x <= 1])
+    g = rng.normal(size=n)
+    exact = prob.compile().solve().vjp({x: g})[q]
+    lpgd = prob.compile(rule=DerivativeRule("perturbed", tau=1e-3)).solve()
+    assert str(lpgd.rule).startswith("perturbed")
+    assert rel(lpgd.vjp({x: g})[q], exact) <= 1e-5
+    with pytest.raises(ValueError, match="no forward mode"):
+        lpgd.jvp({q: g})
+    damped = prob.compile(rule=DerivativeRule("implicit", reg=1e-4)).solve()
+    assert "surrogate" in str(damped.rule)
+    assert 0 < rel(damped.vjp({x: g})[q], exact) <= 1e-2
+
+
+def test_perturbed_rule_gives_informative_lp_gradients():
+    """An LP's solution is piecewise constant in c: the implicit gradient is 0, LPGD's is not."""
+    x, c = dd.Variable(3), dd.Parameter(3, value=np.array([1.0, 2.0, 3.0]))
+    prob = dd.Problem(dd.Minimize(c @ x), [dd.sum(x) == 1, x >= 0])
+    g = np.array([1.0, 0.0, -1.0])          # the loss prefers the third vertex
+    assert np.allclose(prob.compile().solve().vjp({x: g})[c], 0, atol=1e-8)
+    lpgd = prob.compile(rule=DerivativeRule("perturbed", tau=5.0)).solve().vjp({x: g})[c]
+    assert np.abs(lpgd).max() > 0.1
+
+
+def test_degenerate_solutions_are_flagged():
+    """x* = 0 with zero multiplier: strict complementarity fails for x ≥ 0."""
+    x, p = dd.Variable(), dd.Parameter(value=0.0)
+    sol = dd.Problem(dd.Minimize(dd.square(x - p)), [x >= 0]).compile().solve()
+    diag = sol.derivative_diagnostics()
+    assert diag["degenerate"] == 1 and not diag["differentiable"]
+    ok = dd.Problem(dd.Minimize(dd.square(x - p)), [x >= -1]).compile().solve()
+    assert ok.derivative_diagnostics()["differentiable"]
+    assert ok.derivative_diagnostics()["backward_residual"] <= 1e-14
