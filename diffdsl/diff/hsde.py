@@ -61,14 +61,16 @@ class SolutionDerivative:
         self.b, self.c = b, c
         z = np.concatenate([x, y - s])
         self.initial_residual = self.refined_residual = self._residual_norm(z)
-        if refine:
-            z = self._refine(z)
+        factored = self._refine(z) if refine and not reg and solver == "direct" else None
+        if factored is not None:
+            z, self.M, self.D, self.linear = factored
+        else:
+            self.M, self.D = self._jacobian(z)
+            if reg:
+                self.M = self.M + reg * sp.identity(self.n + self.m, format="csc")
+            self.linear = DirectSolver(self.M) if solver == "direct" else LSMRSolver(self.M)
         self.z = z
         self.x, self.y, self.s = self._point(z)
-        self.M, self.D = self._jacobian(z)
-        if reg:
-            self.M = self.M + reg * sp.identity(self.n + self.m, format="csc")
-        self.linear = DirectSolver(self.M) if solver == "direct" else LSMRSolver(self.M)
         self.counts = projections.degenerate_count(z[self.n:], cones)
         self.backward_residual = 0.0
 
@@ -92,23 +94,29 @@ class SolutionDerivative:
         M = sp.bmat([[self.P, self.A.T @ D], [-self.A, I_m - D]], format="csc")
         return M, D
 
-    def _refine(self, z: np.ndarray) -> np.ndarray:
+    def _refine(self, z: np.ndarray):
+        """Newton steps while the residual decreases; returns the final point with the
+        factorization to differentiate at (the last one made, when the last step was
+        negligible, so a well-solved point costs one factorization in all)."""
         r = self._residual_norm(z)
+        scale = 1.0 + np.linalg.norm(z)
+        M, D = self._jacobian(z)
+        linear = DirectSolver(M)
         for _ in range(REFINE_STEPS):
-            if r == 0.0:
+            if r <= 1e-15 * scale or linear.singular:
                 break
-            M, _ = self._jacobian(z)
-            try:
-                step = -DirectSolver(M).solve(self._residual(z))
-            except (RuntimeError, ValueError, np.linalg.LinAlgError):
-                break
+            step = -linear.solve(self._residual(z))
             candidate = z + step
             r_new = self._residual_norm(candidate)
             if not r_new < r:
                 break
             z, r = candidate, r_new
+            if np.linalg.norm(step) <= 1e-10 * scale:
+                break                      # the factorization at the previous point serves
+            M, D = self._jacobian(z)
+            linear = DirectSolver(M)
         self.refined_residual = r
-        return z
+        return z, M, D, linear
 
     # forward mode ----------------------------------------------------------------------
     def jvp(self, dP_values, dc, dA_values, db):

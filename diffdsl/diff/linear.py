@@ -1,9 +1,10 @@
 """Linear solvers for the derivative system, behind one interface: factor once, then answer
 any number of solves with M or Mᵀ (every VJP and JVP on one solution reuses the factor).
 
-Dense LU below ``DENSE_LIMIT`` unknowns, sparse LU (SuperLU, structure kept) above; one step
-of iterative refinement on every solve. ``LSMRSolver`` (on request) iterates to ≤ 1e-12 and
-reports the residual it reached.
+Dense LU for small or dense systems (at most ``DENSE_LIMIT`` unknowns and at least
+``DENSE_FILL`` of the entries nonzero, or tiny), sparse LU (SuperLU, structure kept)
+otherwise; one step of iterative refinement on every solve. ``LSMRSolver`` (on request)
+iterates to ≤ 1e-12 and reports the residual it reached.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 DENSE_LIMIT = 1500
+DENSE_FILL = 0.05
 
 
 class DirectSolver:
@@ -23,7 +25,8 @@ class DirectSolver:
     def __init__(self, M: sp.spmatrix) -> None:
         self.M = sp.csc_matrix(M)
         self.n = M.shape[0]
-        self.dense = self.n <= DENSE_LIMIT
+        self.dense = self.n <= 64 or (self.n <= DENSE_LIMIT
+                                      and self.M.nnz >= DENSE_FILL * self.n * self.n)
         self.singular = False
         if self.dense:
             with warnings.catch_warnings():
