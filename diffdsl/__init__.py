@@ -10,6 +10,7 @@ from .atoms import *  # noqa: F403  (the public atom functions, listed in atoms.
 from .atoms import __all__ as _atom_names
 from .constraints import PSD, SOC, Constraint, Equality, ExpCone, Inequality, PowCone3D
 from .compiled import CompiledProblem, Solution
+from .diff.rules import DerivativeRule
 from .errors import DCPError, DiffdslError, DPPError, ParameterValueError, ShapeError
 from .interop import from_cvxpy
 from .solvers import SolverError, SolveStatus
@@ -28,5 +29,6 @@ __all__ = [
     "DiffdslError", "DCPError", "DPPError", "ParameterValueError", "ShapeError",
     "curvature_report", "find_culprit", "__version__",
     "CompiledProblem", "Solution", "SolveStatus", "SolverError", "from_cvxpy",
+    "DerivativeRule",
     *_atom_names,
 ]
