@@ -240,6 +240,7 @@ def test_constraints_shapes_and_dcp():
     with pytest.raises(ShapeError, match="t must be"):
         dd.SOC(dd.Variable(2), dd.Variable((2, 3)))
     assert dd.ExpCone(x, x, x).is_dcp() and dd.PowCone3D(x, x, x, 0.3).is_dcp()
+    assert str(dd.PowCone3D(x, x, x, 0.3)) == "PowCone3D(x, x, x, 0.3)"
     with pytest.raises(ValueError, match="between 0 and 1"):
         dd.PowCone3D(x, x, x, 1.5)
     c = dd.Inequality(x, 1, name="cap")

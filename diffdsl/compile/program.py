@@ -54,7 +54,12 @@ class SparsePattern:
     def matrix(self, values: np.ndarray) -> sp.csc_matrix:
         return sp.csc_matrix((values, self.indices, self.indptr), shape=self.shape)
 
-    @property
+    def symmetric_matrix(self, values: np.ndarray) -> sp.csc_matrix:
+        """U + Uᵀ − diag U for an upper-triangular pattern U (how P is stored)."""
+        U = self.matrix(values)
+        return (U + sp.triu(U, 1).T).tocsc()
+
+    @cached_property
     def columns(self) -> np.ndarray:
         """Column index of every stored entry."""
         return np.repeat(np.arange(self.shape[1]), np.diff(self.indptr))

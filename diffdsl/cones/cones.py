@@ -139,3 +139,17 @@ def svec_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols) of the lower triangle of an n×n matrix in column-major order."""
     cols, rows = np.triu_indices(n)     # upper (col, row) pairs in row-major = lower col-major
     return rows, cols
+
+
+def svec_to_matrix(v: np.ndarray, n: int) -> np.ndarray:
+    """The symmetric n×n matrix whose svec is v."""
+    rows, cols = svec_indices(n)
+    M = np.zeros((n, n))
+    M[rows, cols] = v / np.where(rows == cols, 1.0, np.sqrt(2.0))
+    return M + np.tril(M, -1).T
+
+
+def matrix_to_svec(M: np.ndarray) -> np.ndarray:
+    """svec of a symmetric matrix (lower triangle, column-major, √2 off the diagonal)."""
+    rows, cols = svec_indices(M.shape[0])
+    return M[rows, cols] * np.where(rows == cols, 1.0, np.sqrt(2.0))

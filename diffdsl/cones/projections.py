@@ -18,7 +18,7 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
 
-from .cones import ConeDims, svec_indices
+from .cones import ConeDims, matrix_to_svec, svec_to_matrix
 
 DEGENERACY_TOL = 1e-9
 
@@ -126,18 +126,6 @@ def _soc_d(v, _):
     D[0, 1:] = D[1:, 0] = 0.5 * u
     D[1:, 1:] = 0.5 * ((1 + t / r) * np.eye(k - 1) - (t / r) * np.outer(u, u))
     return D
-
-
-def svec_to_matrix(v: np.ndarray, n: int) -> np.ndarray:
-    rows, cols = svec_indices(n)
-    M = np.zeros((n, n))
-    M[rows, cols] = v / np.where(rows == cols, 1.0, np.sqrt(2.0))
-    return M + np.tril(M, -1).T
-
-
-def matrix_to_svec(M: np.ndarray) -> np.ndarray:
-    rows, cols = svec_indices(M.shape[0])
-    return M[rows, cols] * np.where(rows == cols, 1.0, np.sqrt(2.0))
 
 
 def _psd(v, n):

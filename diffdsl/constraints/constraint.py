@@ -17,6 +17,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ..cones.cones import svec_indices, svec_to_matrix
 from ..errors import ShapeError
 from ..expressions.dcp import Curvature
 from ..expressions.expression import Expression, as_expression
@@ -205,11 +206,10 @@ class PSD(Comparison):
         ctx.psd(lhs - rhs, self.shape[0], owner=self.id)
 
     def dual_from(self, y):
-        return unsvec(y, self.shape[0])
+        return svec_to_matrix(y, self.shape[0])
 
     def dual_adjoint(self, g) -> np.ndarray:
-        """unsvec puts v_k/√2 at (i, j) and (j, i): its adjoint sums both, times 1/√2."""
-        from ..cones.cones import svec_indices
+        """svec_to_matrix puts v_k/√2 at (i, j) and (j, i): its adjoint sums both, / √2."""
         G = np.asarray(g, dtype=float)
         rows, cols = svec_indices(self.shape[0])
         return np.where(rows == cols, G[rows, cols], (G[rows, cols] + G[cols, rows]) / np.sqrt(2))
@@ -315,15 +315,6 @@ class PowCone3D(Constraint):
 
     dual_from = ExpCone.dual_from
     dual_adjoint = ExpCone.dual_adjoint
-
-
-def unsvec(v: np.ndarray, n: int) -> np.ndarray:
-    """The symmetric matrix whose svec (lower triangle, column-major, √2 off-diagonal) is v."""
-    from ..cones.cones import svec_indices
-    rows, cols = svec_indices(n)
-    M = np.zeros((n, n))
-    M[rows, cols] = v / np.where(rows == cols, 1.0, np.sqrt(2.0))
-    return M + np.tril(M, -1).T
 
     def format_body(self) -> str:
         a = f"{float(self.alpha):g}" if self.alpha.ndim == 0 else "alpha"

@@ -55,8 +55,7 @@ class SolutionDerivative:
         self.A_pattern, self.A_values = A_pattern, A_values
         self.cones = cones
         self.n, self.m = len(x), len(y)
-        P = P_pattern.matrix(P_values)
-        self.P = P + sp.triu(P, 1).T
+        self.P = P_pattern.symmetric_matrix(P_values)
         self.A = A_pattern.matrix(A_values)
         self.b, self.c = b, c
         z = np.concatenate([x, y - s])
@@ -136,8 +135,7 @@ class SolutionDerivative:
 
     # pieces ----------------------------------------------------------------------------
     def _data_map(self, dP_values, dc, dA_values, db) -> np.ndarray:
-        dP = self.P_pattern.matrix(dP_values)
-        dP = dP + sp.triu(dP, 1).T
+        dP = self.P_pattern.symmetric_matrix(dP_values)
         dA = self.A_pattern.matrix(dA_values)
         return np.concatenate([dP @ self.x + dA.T @ self.y + dc, -(dA @ self.x) + db])
 

@@ -114,7 +114,3 @@ def get_adapter(name: str) -> SolverAdapter:
         raise SolverError(f"unknown solver {name!r}; available: {', '.join(sorted(ADAPTERS))}")
     return ADAPTERS[key]
 
-
-def full_symmetric(P_upper: sp.csc_matrix) -> sp.csc_matrix:
-    """P from its upper triangle."""
-    return (P_upper + sp.triu(P_upper, 1).T).tocsc()
