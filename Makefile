@@ -19,7 +19,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+$(VENV)/.bench: $(STAMP)
+	$(PY) -m pip install -e ".[all,bench]"
+	touch $(VENV)/.bench
+
+bench: $(VENV)/.bench
 	@for f in benchmarks/bench_*.py; do [ -e "$$f" ] || continue; $(PY) "$$f" || exit 1; done
 
 lint: $(STAMP)

@@ -239,7 +239,7 @@ class Solution:
         return f"Solution({len(self.status)} element(s), status {kinds})"
 
     # derivatives ---------------------------------------------------------------------
-    def derivative(self, i: int = 0, solver: str = "direct", reg: float | None = None,
+    def derivative(self, i: int = 0, solver: str = "auto", reg: float | None = None,
                    refine: bool = True):
         """The factored derivative system of element ``i`` (built once, then reused)."""
         from .diff.hsde import SolutionDerivative

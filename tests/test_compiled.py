@@ -210,3 +210,23 @@ def test_huber_goes_to_the_quadratic_objective():
     expected = cp.Problem(cp.Minimize(cp.sum(cp.huber(X - a, 1.5)) + 0.3 * cp.norm1(X))).solve()
     assert prob.solve() == pytest.approx(expected, rel=1e-7)
     assert prob.solve(solver="ecos") == pytest.approx(expected, rel=1e-6)
+
+
+def test_sparse_constant_matrices_compile_without_densifying():
+    """G @ x with a scipy.sparse G compiles to the same cone program as with dense G, and a
+    large sparse G (whose dense form would take 3.2 GB) compiles from its nonzeros."""
+    import scipy.sparse as sp
+    rng_local = np.random.default_rng(4)
+    G = sp.random(30, 40, density=0.1, random_state=5, format="csr")
+    x, h = dd.Variable(40), dd.Parameter(30)
+    progs = [dd.Problem(dd.Minimize(dd.sum_squares(x)), [M @ x <= h]).compile().program
+             for M in (G, G.toarray())]
+    theta = np.concatenate([[1.0], rng_local.normal(size=30)])
+    for block in ("A", "P"):
+        a, b = getattr(progs[0], block), getattr(progs[1], block)
+        np.testing.assert_array_equal(a.indices, b.indices)
+        np.testing.assert_allclose(a.values(theta), b.values(theta))
+    big = sp.random(20_000, 20_000, density=5e-5, random_state=6, format="csr")
+    z = dd.Variable(20_000)
+    program = dd.Problem(dd.Minimize(dd.sum_squares(z)), [big @ z <= 1]).compile().program
+    assert program.A.indices.size == big.nnz

@@ -231,3 +231,78 @@ def test_degenerate_solutions_are_flagged():
     ok = dd.Problem(dd.Minimize(dd.square(x - p)), [x >= -1]).compile().solve()
     assert ok.derivative_diagnostics()["differentiable"]
     assert ok.derivative_diagnostics()["backward_residual"] <= 1e-14
+
+
+# ------------------------------------------------------------------------- linear algebra paths
+@pytest.fixture
+def sparse_path(monkeypatch):
+    """Force the sparse assembly and SuperLU even on small systems."""
+    import diffdsl.diff.hsde as hsde
+    import diffdsl.diff.system as system
+    monkeypatch.setattr(hsde, "DENSE_SYSTEM_LIMIT", 0)
+    monkeypatch.setattr(system, "dense_preferred", lambda size, nnz: False)
+
+
+def test_sparse_path_matches_closed_forms(sparse_path):
+    """Sparsemax (diagonal D, inactive rows eliminated) and the L2-ball projection (an SOC
+    block of D) through the sparse assembly."""
+    n = 8
+    theta, y = dd.Parameter(n, value=rng.normal(size=n)), dd.Variable(n)
+    sol = dd.Problem(dd.Minimize(dd.sum_squares(y - theta)),
+                     [dd.sum(y) == 1, y >= 0]).compile().solve()
+    u = np.sort(theta.value)[::-1]                       # closed-form support (by sorting)
+    k = np.flatnonzero(u - (np.cumsum(u) - 1) / np.arange(1, n + 1) > 0)[-1]
+    support = (theta.value > u[k] - 1e-12).astype(float)
+    J = np.diag(support) - np.outer(support, support) / support.sum()
+    assert rel(sol.jacobian(), J) <= 1e-7
+    d = sol.derivative(0)
+    assert not d.system.linear.dense
+    # kept: the n + 1 equality rows of the canonical form and the active inequalities
+    assert d.system.kept.size == d.counts["active"] + d.m - n
+    v, z = dd.Parameter(n, value=3 * rng.normal(size=n)), dd.Variable(n)
+    ball = dd.Problem(dd.Minimize(dd.sum_squares(z - v)), [dd.norm(z) <= 1]).compile().solve()
+    r = np.linalg.norm(v.value)
+    u = v.value / r
+    assert rel(ball.jacobian(), (np.eye(n) - np.outer(u, u)) / r) <= 1e-8
+
+
+@pytest.mark.parametrize("method", ["lsmr", "gmres"])
+def test_iterative_solvers_agree_with_direct_and_report_residual(method):
+    n, m = 12, 20
+    G = rng.normal(size=(m, n))
+    x, q = dd.Variable(n), dd.Parameter(n, value=rng.normal(size=n))
+    sol = dd.Problem(dd.Minimize(dd.sum_squares(x) + q @ x), [G @ x <= 1]).compile().solve()
+    g = rng.normal(size=n)
+    exact = sol.vjp({x: g})[q]
+    d = sol.derivative(0, solver=method)
+    cot = d.vjp(g, np.zeros(d.m), np.zeros(d.m))
+    theta_grad = sol.compiled.program.c.T @ cot.c
+    assert rel(theta_grad[1:], exact) <= 1e-9
+    assert d.system.linear.last_residual <= 1e-10
+    with pytest.raises(ValueError, match="unknown derivative solver"):
+        sol.derivative(0, solver="cholesky")
+
+
+def test_refinement_recovers_exact_gradients_from_a_loose_interior_point_answer():
+    """A 1e-4-accurate Clarabel answer (complementary pairs both still positive) is refined
+    by damped Newton to the exact KKT point; the gradient matches the active-set KKT solve."""
+    n, m = 30, 60
+    r = np.random.default_rng(5)
+    B = r.normal(size=(n, n))
+    Q, G = B @ B.T / n + np.eye(n), r.normal(size=(m, n))
+    q, h = r.normal(size=n), np.abs(r.normal(size=m))
+    x, qp = dd.Variable(n), dd.Parameter(n, value=q)
+    loose = dict(tol_gap_abs=1e-4, tol_gap_rel=1e-4, tol_feas=1e-4, tol_ktratio=1e-3)
+    sol = dd.Problem(dd.Minimize(0.5 * dd.quad_form(x, Q) + qp @ x),
+                     [G @ x <= h]).compile(**loose).solve()
+    diag = sol.derivative_diagnostics()
+    assert diag["kkt_residual_before_refinement"] > 1e-8
+    assert diag["kkt_residual"] <= 1e-12
+    xs = sol.derivative(0).x
+    active = np.abs(G @ xs - h) <= 1e-9
+    K = np.block([[Q, G[active].T], [G[active], np.zeros((active.sum(),) * 2)]])
+    x_kkt = np.linalg.solve(K, np.concatenate([-q, h[active]]))[:n]
+    assert rel(xs, x_kkt) <= 1e-10
+    g = r.normal(size=n)
+    exact = -np.linalg.solve(K, np.concatenate([g, np.zeros(active.sum())]))[:n]
+    assert rel(sol.vjp({x: g})[qp], exact) <= 1e-9

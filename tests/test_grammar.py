@@ -313,3 +313,16 @@ def test_backends_install_as_a_subpackage_only(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_every_subpackage_is_listed_for_installation():
+    """A non-editable install ships only the packages pyproject.toml lists."""
+    import pathlib
+    import tomllib
+    root = pathlib.Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())
+                 ["tool"]["setuptools"]["packages"])
+    found = {"diffdsl." + ".".join(p.parent.relative_to(root / "diffdsl").parts)
+             for p in (root / "diffdsl").rglob("__init__.py")}
+    found = {name.rstrip(".") for name in found}
+    assert found <= listed, f"missing from pyproject.toml: {sorted(found - listed)}"

@@ -179,17 +179,24 @@ class MatMul(BinaryProduct):
     def numeric(self, values):
         return values[0] @ values[1]
 
+    def canonicalize_with_data(self, ctx):
+        """A data factor (no variables or symbolic parameters) is used as a sparse matrix
+        directly — never flattened into m·k rows — and gives a linear map of the other."""
+        (m, k), (_, n) = promoted(self.args[0].shape, 0), promoted(self.args[1].shape, 1)
+        left, right = self.args
+        if ctx.is_data(left):
+            A = sp.csr_matrix(as_matrix(ctx.data_value(left), (m, k)))
+            return ctx.canon(right).linear(sp.kron(A, sp.identity(n), format="csr"))
+        if ctx.is_data(right):
+            B = sp.csr_matrix(as_matrix(ctx.data_value(right), (k, n)))
+            return ctx.canon(left).linear(sp.kron(sp.identity(m), B.T, format="csr"))
+        return None
+
     def canonicalize(self, args, ctx):
-        """out[i, j] = Σ_l X[i, l] Y[l, j]: a constant factor gives a sparse linear map; a
-        parameter factor gives one product per (i, l, j) term, summed over l."""
+        """out[i, j] = Σ_l X[i, l] Y[l, j] for a parameter factor: one product per (i, l, j)
+        term, summed over l (data factors: ``canonicalize_with_data``)."""
         (m, k), (_, n) = promoted(self.args[0].shape, 0), promoted(self.args[1].shape, 1)
         left, right = args
-        if left.is_variable_free() and left.is_parameter_free():
-            A = sp.csr_matrix(left.constant_value().reshape(m, k))
-            return right.linear(sp.kron(A, sp.identity(n), format="csr"))
-        if right.is_variable_free() and right.is_parameter_free():
-            B = sp.csr_matrix(right.constant_value().reshape(k, n))
-            return left.linear(sp.kron(sp.identity(m), B.T, format="csr"))
         i, mid, j = (g.reshape(-1) for g in np.meshgrid(np.arange(m), np.arange(k),
                                                         np.arange(n), indexing="ij"))
         terms = left.select(i * k + mid).rowwise_product(right.select(mid * n + j))
@@ -249,6 +256,11 @@ def promoted(shape: tuple, side: int) -> tuple[int, int]:
     if len(shape) == 2:
         return shape
     return (1, shape[0]) if side == 0 else (shape[0], 1)
+
+
+def as_matrix(value, shape: tuple[int, int]):
+    """A (sparse or dense) data value with the given 2-d shape."""
+    return value if sp.issparse(value) else np.reshape(np.asarray(value, float), shape)
 
 
 # ---------------------------------------------------------------------------- functions

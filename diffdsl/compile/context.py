@@ -80,15 +80,25 @@ class CanonContext:
             return AffineTensor.parameter(self.parameter_offsets[expr.id], expr.size, self.P)
         if isinstance(expr, Constant):
             return AffineTensor.constant(expr.value, self.P)
-        if self._is_data(expr):                                 # constant folding
-            value = expr.value
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"the constant subexpression {expr} is not finite "
-                                 f"({value}); its arguments lie outside the atom's domain")
-            return AffineTensor.constant(value, self.P)
+        if self.is_data(expr):                                 # constant folding
+            return AffineTensor.constant(self.data_value(expr), self.P)
+        with_data = getattr(expr, "canonicalize_with_data", None)
+        if with_data is not None:
+            out = with_data(self)
+            if out is not None:
+                return out
         return expr.canonicalize([self.canon(a) for a in expr.args], self)
 
-    def _is_data(self, expr: Expression) -> bool:
+    def data_value(self, expr: Expression):
+        """The numeric value of a data expression (sparse stays sparse); finite or raises."""
+        value = expr.value
+        data = value.data if sp.issparse(value) else value
+        if not np.all(np.isfinite(data)):
+            raise ValueError(f"the constant subexpression {expr} is not finite "
+                             f"({value}); its arguments lie outside the atom's domain")
+        return value
+
+    def is_data(self, expr: Expression) -> bool:
         """No variables, and no parameters that stay symbolic."""
         if expr.variables():
             return False

@@ -56,8 +56,11 @@ class SparsePattern:
 
     def symmetric_matrix(self, values: np.ndarray) -> sp.csc_matrix:
         """U + Uᵀ − diag U for an upper-triangular pattern U (how P is stored)."""
-        U = self.matrix(values)
-        return (U + sp.triu(U, 1).T).tocsc()
+        off = self.indices != self.columns
+        rows = np.concatenate([self.indices, self.columns[off]])
+        cols = np.concatenate([self.columns, self.indices[off]])
+        return sp.csc_matrix((np.concatenate([values, values[off]]), (rows, cols)),
+                             shape=self.shape)
 
     @cached_property
     def columns(self) -> np.ndarray:

@@ -41,8 +41,14 @@ class AffineTensor:
     @classmethod
     def constant(cls, values, n_params: int) -> "AffineTensor":
         """Rows equal to the (C-order flattened) constant ``values``."""
-        if sp.issparse(values):
-            values = values.toarray()
+        if sp.issparse(values):                    # C-order positions of the nonzeros
+            coo = sp.coo_matrix(values)
+            size = coo.shape[0] * coo.shape[1]
+            nz = coo.row.astype(np.int64) * coo.shape[1] + coo.col
+            matrix = sp.csr_matrix((coo.data.astype(float), (nz, np.zeros(nz.size, np.int64))),
+                                   shape=(size, 1))
+            matrix.sum_duplicates()
+            return cls(matrix, np.zeros(1, np.int64), n_params)
         flat = np.asarray(values, dtype=float).reshape(-1)
         nz = np.flatnonzero(flat)
         indptr = np.zeros(flat.size + 1, np.int64)

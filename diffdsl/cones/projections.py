@@ -45,12 +45,52 @@ class BlockDiagonal:
         self.parts = parts      # each: 1-d array (a diagonal) or 2-d square block
 
     def sparse(self) -> sp.csr_matrix:
-        return sp.block_diag([sp.diags(p) if p.ndim == 1 else sp.csr_matrix(p)
-                              for p in self.parts], format="csr") if self.parts \
-            else sp.csr_matrix((0, 0))
+        """The operator as one CSR matrix (built from index arrays, not block by block)."""
+        rows, cols, vals, offset = [], [], [], 0
+        for p in self.parts:
+            k = len(p)
+            if p.ndim == 1:
+                index = offset + np.arange(k)
+                rows.append(index), cols.append(index), vals.append(p)
+            else:
+                r, c = np.nonzero(p)
+                rows.append(offset + r), cols.append(offset + c), vals.append(p[r, c])
+            offset += k
+        if not self.parts:
+            return sp.csr_matrix((0, 0))
+        return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows),
+                                                     np.concatenate(cols))),
+                             shape=(offset, offset))
 
     def dense(self) -> np.ndarray:
-        return self.sparse().toarray()
+        size = sum(len(p) for p in self.parts)
+        out, offset = np.zeros((size, size)), 0
+        for p in self.parts:
+            k = len(p)
+            block = out[offset:offset + k, offset:offset + k]
+            if p.ndim == 1:
+                block[np.diag_indices(k)] = p
+            else:
+                block[...] = p
+            offset += k
+        return out
+
+    def diagonal(self) -> np.ndarray | None:
+        """The diagonal when every block is one (polyhedral cones), else None."""
+        if all(p.ndim == 1 for p in self.parts):
+            return np.concatenate(self.parts) if self.parts else np.zeros(0)
+        return None
+
+    def nonzero_lines(self) -> np.ndarray:
+        """Mask of the indices k whose row or column of the operator is not all zero."""
+        return np.concatenate([p != 0 if p.ndim == 1 else (p != 0).any(0) | (p != 0).any(1)
+                               for p in self.parts]) if self.parts else np.zeros(0, bool)
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, BlockDiagonal) and len(self.parts) == len(other.parts)
+                and all(np.array_equal(a, b) for a, b in zip(self.parts, other.parts, strict=True)))
+
+    __hash__ = None
 
 
 # ---------------------------------------------------------------------------- primal cones

@@ -17,22 +17,25 @@ and dx = dz_x, dy = D dz_y, ds = (D − I) dz_y. Reverse mode solves with Mᵀ a
 adjoint of (dP, dA, db, dc) ↦ g. M is factored once per solution and reused.
 
 Before differentiating, the returned point is refined by Newton's method on the same
-residual (τ = 1): z ← z − M(z)⁻¹ R(z) while ‖R‖ decreases (at most ``REFINE_STEPS``
-steps). A solver's answer accurate to 1e-6 becomes accurate to ~1e-15 in a step or two when
-the solution map is differentiable, so derivatives do not inherit the solver's tolerance.
+residual (τ = 1): z ← z − t M(z)⁻¹ R(z), t halved until ‖R‖ decreases (at most
+``REFINE_STEPS`` steps). A solver's answer accurate to 1e-6 becomes accurate to ~1e-15 in a
+step or two when the solution map is differentiable, so derivatives do not inherit the
+solver's tolerance.
 """
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..cones import projections
 from ..cones.cones import ConeDims
-from .linear import DirectSolver, LSMRSolver
+from .linear import ITERATIVE_THRESHOLD
+from .system import DerivativeSystem
 
-REFINE_STEPS = 4
+REFINE_STEPS = 8
+LINE_SEARCH_HALVINGS = 12
+DENSE_SYSTEM_LIMIT = 400     # n + m up to which P, A and D are held as dense arrays
 
 
 @dataclasses.dataclass
@@ -49,27 +52,35 @@ class SolutionDerivative:
     """The factored derivative system at one solution (x, y, s) of one instance."""
 
     def __init__(self, P_pattern, P_values, A_pattern, A_values, b, c, x, y, s,
-                 cones: ConeDims, solver: str = "direct", reg: float = 0.0,
+                 cones: ConeDims, solver: str = "auto", reg: float = 0.0,
                  refine: bool = True) -> None:
+        """``solver``: "direct" (LU), "lsmr", "gmres", or "auto" (direct up to
+        ``linear.ITERATIVE_THRESHOLD`` unknowns, LSMR above)."""
+        if solver == "auto":
+            solver = "direct" if len(x) + len(y) <= ITERATIVE_THRESHOLD else "lsmr"
+        if solver not in ("direct", "lsmr", "gmres"):
+            raise ValueError(f"unknown derivative solver {solver!r}; expected 'auto', "
+                             "'direct', 'lsmr' or 'gmres'")
         self.P_pattern, self.P_values = P_pattern, P_values
         self.A_pattern, self.A_values = A_pattern, A_values
-        self.cones = cones
+        self.cones, self.solver, self.reg = cones, solver, reg
         self.n, self.m = len(x), len(y)
-        self.P = P_pattern.symmetric_matrix(P_values)
-        self.A = A_pattern.matrix(A_values)
-        self.b, self.c = b, c
+        if self.n + self.m <= DENSE_SYSTEM_LIMIT and solver == "direct":
+            self.P = _dense(P_pattern, P_values, symmetric=True)
+            self.A = _dense(A_pattern, A_values)
+        else:
+            self.P = P_pattern.symmetric_matrix(P_values)
+            self.A = A_pattern.matrix(A_values).tocsr()
+        self.AT, self.b, self.c = self.A.T, b, c
         z = np.concatenate([x, y - s])
         self.initial_residual = self.refined_residual = self._residual_norm(z)
-        factored = self._refine(z) if refine and not reg and solver == "direct" else None
-        if factored is not None:
-            z, self.M, self.D, self.linear = factored
+        if refine and not reg and solver == "direct":
+            z, self.system = self._refine(z)
         else:
-            self.M, self.D = self._jacobian(z)
-            if reg:
-                self.M = self.M + reg * sp.identity(self.n + self.m, format="csc")
-            self.linear = DirectSolver(self.M) if solver == "direct" else LSMRSolver(self.M)
+            self.system = self._system(z)
         self.z = z
         self.x, self.y, self.s = self._point(z)
+        self.D = self.system.D
         self.counts = projections.degenerate_count(z[self.n:], cones)
         self.backward_residual = 0.0
 
@@ -82,46 +93,54 @@ class SolutionDerivative:
     def _residual(self, z: np.ndarray) -> np.ndarray:
         """(Px + Aᵀy + c, −Ax + b − s) at (x, y, s) = point(z)."""
         x, y, s = self._point(z)
-        return np.concatenate([self.P @ x + self.A.T @ y + self.c, -(self.A @ x) + self.b - s])
+        return np.concatenate([self.P @ x + self.AT @ y + self.c, -(self.A @ x) + self.b - s])
 
     def _residual_norm(self, z: np.ndarray) -> float:
         return float(np.linalg.norm(self._residual(z)))
 
-    def _jacobian(self, z: np.ndarray):
-        D = projections.derivative(z[self.n:], self.cones, dual=True).sparse()
-        I_m = sp.identity(self.m, format="csr")
-        M = sp.bmat([[self.P, self.A.T @ D], [-self.A, I_m - D]], format="csc")
-        return M, D
+    def _derivative_of_projection(self, z: np.ndarray):
+        return projections.derivative(z[self.n:], self.cones, dual=True)
+
+    def _system(self, z: np.ndarray, D=None) -> DerivativeSystem:
+        D = self._derivative_of_projection(z) if D is None else D
+        return DerivativeSystem(self.P, self.A, D, solver=self.solver, reg=self.reg)
 
     def _refine(self, z: np.ndarray):
-        """Newton steps while the residual decreases; returns the final point with the
-        factorization to differentiate at (the last one made, when the last step was
-        negligible, so a well-solved point costs one factorization in all)."""
+        """Damped Newton steps on R (halving the step until ‖R‖ decreases; a semismooth
+        Newton step from a point whose active set is guessed wrong can overshoot); returns
+        the final point with the system to differentiate at. M depends on z only through
+        D, so when a step leaves D unchanged (always, near a nondegenerate solution with
+        polyhedral cones) the factorization is reused: a well-solved LP/QP costs one."""
         r = self._residual_norm(z)
         scale = 1.0 + np.linalg.norm(z)
-        M, D = self._jacobian(z)
-        linear = DirectSolver(M)
+        system = self._system(z)
         for _ in range(REFINE_STEPS):
-            if r <= 1e-15 * scale or linear.singular:
+            if r <= 1e-15 * scale or system.singular:
                 break
-            step = -linear.solve(self._residual(z))
-            candidate = z + step
-            r_new = self._residual_norm(candidate)
+            direction = -system.solve(self._residual(z))
+            for t in 0.5 ** np.arange(LINE_SEARCH_HALVINGS):
+                candidate = z + t * direction
+                r_new = self._residual_norm(candidate)
+                if r_new < r:
+                    break
             if not r_new < r:
                 break
+            step = np.linalg.norm(candidate - z)
             z, r = candidate, r_new
-            if np.linalg.norm(step) <= 1e-10 * scale:
+            D = self._derivative_of_projection(z)
+            if D == system.D_blocks:
+                continue                   # same M: the factorization serves
+            if step <= 1e-10 * scale:
                 break                      # the factorization at the previous point serves
-            M, D = self._jacobian(z)
-            linear = DirectSolver(M)
+            system = self._system(z, D)
         self.refined_residual = r
-        return z, M, D, linear
+        return z, system
 
     # forward mode ----------------------------------------------------------------------
     def jvp(self, dP_values, dc, dA_values, db):
         """(dx, dy, ds) for a perturbation of the data."""
         g = self._data_map(dP_values, dc, dA_values, db)
-        dz = -self.linear.solve(g)
+        dz = -self.system.solve(g)
         self._record_residual(dz, g, transpose=False)
         return self._solution_map(dz)
 
@@ -129,15 +148,20 @@ class SolutionDerivative:
     def vjp(self, gx, gy, gs) -> DataCotangent:
         """Gradients of ⟨gx, x⟩ + ⟨gy, y⟩ + ⟨gs, s⟩ with respect to the data."""
         gz = self._solution_map_adjoint(gx, gy, gs)
-        w = -self.linear.solve(gz, transpose=True)
+        w = -self.system.solve(gz, transpose=True)
         self._record_residual(w, gz, transpose=True)
         return self._data_map_adjoint(w)
 
     # pieces ----------------------------------------------------------------------------
     def _data_map(self, dP_values, dc, dA_values, db) -> np.ndarray:
-        dP = self.P_pattern.symmetric_matrix(dP_values)
-        dA = self.A_pattern.matrix(dA_values)
-        return np.concatenate([dP @ self.x + dA.T @ self.y + dc, -(dA @ self.x) + db])
+        Ap, Pp = self.A_pattern, self.P_pattern
+        dA_x = np.bincount(Ap.indices, dA_values * self.x[Ap.columns], minlength=self.m)
+        dAT_y = np.bincount(Ap.columns, dA_values * self.y[Ap.indices], minlength=self.n)
+        off = Pp.indices != Pp.columns            # P is stored by its upper triangle
+        dP_x = (np.bincount(Pp.indices, dP_values * self.x[Pp.columns], minlength=self.n)
+                + np.bincount(Pp.columns[off], dP_values[off] * self.x[Pp.indices[off]],
+                              minlength=self.n))
+        return np.concatenate([dP_x + dAT_y + dc, -dA_x + db])
 
     def _data_map_adjoint(self, w: np.ndarray) -> DataCotangent:
         wx, wy = w[:self.n], w[self.n:]
@@ -158,17 +182,25 @@ class SolutionDerivative:
 
     def _record_residual(self, solution, rhs, transpose: bool) -> None:
         """‖M sol + rhs‖ / ‖rhs‖ for sol = −M⁻¹ rhs (or with Mᵀ)."""
-        M = self.M.T if transpose else self.M
-        r = M @ solution + rhs
+        r = self.system.matvec(solution, transpose) + rhs
         self.backward_residual = max(self.backward_residual, float(
             np.linalg.norm(r) / max(np.linalg.norm(rhs), 1e-300)))
 
     @property
     def condition_estimate(self) -> float:
-        return self.linear.condition_estimate()
+        return self.system.condition_estimate()
 
     @property
     def differentiable(self) -> bool:
         """False when strict complementarity fails (Π_K* has a kink at y − s) or the system
         is singular (the solution, or its multipliers, are not unique)."""
-        return self.counts["degenerate"] == 0 and not self.linear.singular
+        return self.counts["degenerate"] == 0 and not self.system.singular
+
+
+def _dense(pattern, values: np.ndarray, symmetric: bool = False) -> np.ndarray:
+    """The pattern's matrix as a dense array (U + Uᵀ − diag U with ``symmetric``)."""
+    out = np.zeros(pattern.shape)
+    out[pattern.indices, pattern.columns] = values
+    if symmetric:
+        out[pattern.columns, pattern.indices] = values
+    return out

@@ -3,8 +3,9 @@ any number of solves with M or Mᵀ (every VJP and JVP on one solution reuses th
 
 Dense LU for small or dense systems (at most ``DENSE_LIMIT`` unknowns and at least
 ``DENSE_FILL`` of the entries nonzero, or tiny), sparse LU (SuperLU, structure kept)
-otherwise; one step of iterative refinement on every solve. ``LSMRSolver`` (on request)
-iterates to ≤ 1e-12 and reports the residual it reached.
+otherwise; one step of iterative refinement on every solve. ``IterativeSolver`` (LSMR or
+GMRES: on request, or by default above ``ITERATIVE_THRESHOLD`` unknowns) iterates to ≤ 1e-12
+and reports the residual it reached.
 """
 from __future__ import annotations
 
@@ -17,21 +18,27 @@ import scipy.sparse.linalg as spla
 
 DENSE_LIMIT = 1500
 DENSE_FILL = 0.05
+ITERATIVE_THRESHOLD = 200_000    # n + m above which solver="auto" iterates (LSMR)
+
+
+def dense_preferred(size: int, nnz: int) -> bool:
+    """Dense LU for tiny systems, or small ones with at least ``DENSE_FILL`` nonzeros."""
+    return size <= 64 or (size <= DENSE_LIMIT and nnz >= DENSE_FILL * size * size)
 
 
 class DirectSolver:
-    """LU of M (dense or sparse), with one step of iterative refinement per solve."""
+    """LU of M (a dense array: dense LU; a sparse matrix: SuperLU), with one step of
+    iterative refinement per solve."""
 
-    def __init__(self, M: sp.spmatrix) -> None:
-        self.M = sp.csc_matrix(M)
+    def __init__(self, M) -> None:
+        self.dense = isinstance(M, np.ndarray)
+        self.M = M if self.dense else sp.csc_matrix(M)
         self.n = M.shape[0]
-        self.dense = self.n <= 64 or (self.n <= DENSE_LIMIT
-                                      and self.M.nnz >= DENSE_FILL * self.n * self.n)
         self.singular = False
         if self.dense:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-                self.lu = scipy.linalg.lu_factor(self.M.toarray(), check_finite=False)
+                self.lu = scipy.linalg.lu_factor(M, check_finite=False)
             pivots = np.abs(np.diag(self.lu[0]))
             self.singular = bool(self.n and pivots.min() <= 1e-14 * max(pivots.max(), 1e-300))
         else:
@@ -57,22 +64,32 @@ class DirectSolver:
         """1-norm condition number estimate ‖M‖₁ ‖M⁻¹‖₁ (a few solves, no inverse)."""
         inverse = spla.LinearOperator((self.n, self.n), matvec=lambda v: self._raw(v, False),
                                       rmatvec=lambda v: self._raw(v, True), dtype=float)
-        norm = spla.norm(self.M, 1) if self.n else 0.0
-        return float(norm * spla.onenormest(inverse)) if self.n else 1.0
+        if not self.n:
+            return 1.0
+        norm = np.abs(self.M).sum(axis=0).max() if self.dense else spla.norm(self.M, 1)
+        return float(norm * spla.onenormest(inverse))
 
 
-class LSMRSolver:
-    """LSMR to ≤ 1e-12 relative tolerance, for systems too large to factor."""
+class IterativeSolver:
+    """LSMR or restarted GMRES to ≤ 1e-12 relative tolerance, for systems too large to
+    factor; the residual reached is recorded (``last_residual``), never assumed."""
 
-    def __init__(self, M: sp.spmatrix, tol: float = 1e-12) -> None:
-        self.M = sp.csr_matrix(M)
-        self.tol = tol
+    def __init__(self, M, method: str = "lsmr", tol: float = 1e-12) -> None:
+        if method not in ("lsmr", "gmres"):
+            raise ValueError(f"unknown iterative method {method!r}; expected 'lsmr' or 'gmres'")
+        self.M = M if isinstance(M, np.ndarray) else sp.csr_matrix(M)
+        self.method, self.tol = method, tol
         self.last_residual = 0.0
         self.singular = False
 
     def solve(self, rhs: np.ndarray, transpose: bool = False) -> np.ndarray:
         M = self.M.T if transpose else self.M
-        x = spla.lsmr(M, rhs, atol=self.tol, btol=self.tol, maxiter=20 * self.M.shape[0])[0]
+        n = self.M.shape[0]
+        if self.method == "lsmr":
+            x = spla.lsmr(M, rhs, atol=self.tol, btol=self.tol, maxiter=20 * n)[0]
+        else:
+            x = spla.gmres(M, rhs, rtol=self.tol, atol=0.0, restart=min(n, 200),
+                           maxiter=20 * n)[0]
         self.last_residual = float(np.linalg.norm(M @ x - rhs) / max(np.linalg.norm(rhs), 1e-300))
         return x
 

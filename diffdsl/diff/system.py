@@ -1,0 +1,124 @@
+"""The derivative system M = [[P, AᵀD], [−A, I − D]] (+ ρI) at one point, factored once.
+
+Inactive cone entries are eliminated in closed form before factoring. Where D = DΠ_K*(y − s)
+has a zero row and column k (an inactive entry of R₊, or a whole inactive SOC/PSD/exp/pow
+block), the unknown dz_k appears in row k only, with coefficient 1 + ρ. Ordering the kept
+unknowns first,
+
+    M = [[M₁₁, 0], [M₂₁, (1+ρ)I]],   M₂₁ = [−A_dropped, 0],
+
+so M⁻¹r = (u₁, (r₂ − M₂₁u₁)/(1+ρ)) with u₁ = M₁₁⁻¹r₁, and Mᵀ is solved the same way
+backwards. M₁₁ has n + (number of kept entries) rows: for an LP or QP, the primal variables
+and the active constraints only (the KKT system of the active set).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..cones.projections import BlockDiagonal
+from .linear import DirectSolver, IterativeSolver, dense_preferred
+
+
+class DerivativeSystem:
+    """M at one point, for M⁻¹ and M⁻ᵀ solves and M, Mᵀ products."""
+
+    def __init__(self, P, A, D: BlockDiagonal, solver: str = "direct",
+                 reg: float = 0.0) -> None:
+        """P and A both dense arrays (small systems: everything dense) or both sparse."""
+        self.n, self.m = P.shape[0], A.shape[0]
+        self.P, self.A, self.AT, self.D_blocks, self.reg = P, A, A.T, D, reg
+        dense = isinstance(P, np.ndarray)
+        self.D = D.dense() if dense else D.sparse()
+        keep = D.nonzero_lines()
+        self.kept, self.dropped = np.flatnonzero(keep), np.flatnonzero(~keep)
+        if dense:
+            M11 = _dense_block(P, A[self.kept], self.D[np.ix_(self.kept, self.kept)], reg)
+        else:
+            M11 = _sparse_block(P, A, D, self.D, self.kept, reg)
+            if solver == "direct" and dense_preferred(M11.shape[0], M11.nnz):
+                M11 = M11.toarray()
+        self.linear = DirectSolver(M11) if solver == "direct" else IterativeSolver(M11, solver)
+
+    @property
+    def singular(self) -> bool:
+        return self.linear.singular
+
+    def condition_estimate(self) -> float:
+        """Of M₁₁ (the eliminated part is the identity)."""
+        return self.linear.condition_estimate()
+
+    def _split(self, v: np.ndarray):
+        n = self.n
+        return np.concatenate([v[:n], v[n + self.kept]]), v[n + self.dropped]
+
+    def _join(self, v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
+        n = self.n
+        out = np.empty(n + self.m)
+        out[:n], out[n + self.kept], out[n + self.dropped] = v1[:n], v1[n:], v2
+        return out
+
+    def solve(self, rhs: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """M⁻¹ rhs (or M⁻ᵀ rhs); M₂₁ = [−A_dropped, 0] is applied through A itself."""
+        n, r1, r2 = self.n, *self._split(rhs)
+        scale = 1.0 + self.reg
+        if not transpose:
+            u1 = self.linear.solve(r1)
+            return self._join(u1, (r2 + (self.A @ u1[:n])[self.dropped]) / scale)
+        w2 = r2 / scale
+        spread = np.zeros(self.m)
+        spread[self.dropped] = w2
+        r1 = r1.copy()
+        r1[:n] += self.AT @ spread
+        return self._join(self.linear.solve(r1, transpose=True), w2)
+
+    def matvec(self, v: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """M v (or Mᵀ v), from P (symmetric), A and D without forming M."""
+        vx, vy = v[:self.n], v[self.n:]
+        if not transpose:
+            Dvy = self.D @ vy
+            out = np.concatenate([self.P @ vx + self.AT @ Dvy, -(self.A @ vx) + vy - Dvy])
+        else:
+            Avx = self.A @ vx
+            out = np.concatenate([self.P @ vx - self.AT @ vy,
+                                  self.D.T @ (Avx - vy) + vy])
+        return out + self.reg * v
+
+
+def _dense_block(P, A_kept, D_kept, reg: float) -> np.ndarray:
+    """[[P, A_kᵀD_k], [−A_k, I − D_k]] + ρI from dense blocks."""
+    n, k = P.shape[0], A_kept.shape[0]
+    M = np.empty((n + k, n + k))
+    M[:n, :n] = P
+    M[:n, n:] = A_kept.T @ D_kept
+    M[n:, :n] = -A_kept
+    M[n:, n:] = np.eye(k) - D_kept
+    if reg:
+        M[np.diag_indices(n + k)] += reg
+    return M
+
+
+def _sparse_block(P, A, D: BlockDiagonal, D_matrix, kept, reg: float) -> sp.csc_matrix:
+    """The same block, sparse, assembled from triplets in one construction. With D
+    diagonal (polyhedral cones) the triplets come straight from A's; otherwise A_kᵀD_k is
+    one sparse product."""
+    n, k = P.shape[0], kept.size
+    position = np.full(A.shape[0], -1)
+    position[kept] = np.arange(k)
+    A_coo, P_coo = A.tocoo(), P.tocoo()
+    on = position[A_coo.row] >= 0
+    a_row, a_col, a_val = n + position[A_coo.row[on]], A_coo.col[on], A_coo.data[on]
+    d = D.diagonal()
+    if d is not None:
+        top = (a_col, a_row, a_val * d[A_coo.row[on]])
+        corner = (n + np.arange(k), n + np.arange(k), 1.0 - d[kept])
+    else:
+        D_kept = D_matrix[kept][:, kept]
+        A_kept = sp.csr_matrix((a_val, (a_row - n, a_col)), shape=(k, n))
+        T, C = (A_kept.T @ D_kept).tocoo(), (sp.identity(k) - D_kept).tocoo()
+        top, corner = (T.row, n + T.col, T.data), (n + C.row, n + C.col, C.data)
+    parts = [(P_coo.row, P_coo.col, P_coo.data), top, (a_row, a_col, -a_val), corner]
+    if reg:
+        parts.append((np.arange(n + k), np.arange(n + k), np.full(n + k, reg)))
+    rows, cols, vals = (np.concatenate(x) for x in zip(*parts, strict=True))
+    return sp.csc_matrix((vals, (rows, cols)), shape=(n + k, n + k))
