@@ -9,6 +9,7 @@ through a ``concurrent.futures.Executor`` (a thread pool by default).
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import os
 import time
 
@@ -101,12 +102,7 @@ class CompiledProblem:
     def data(self, theta: np.ndarray) -> list[ConeProgramData]:
         """The numeric cone programs at θ̃ (one per column). A block that does not depend on
         θ is built once and shared by every element."""
-        prog = self.program
-        B = theta.shape[1]
-        A, P = (matrices(pattern, theta) for pattern in (prog.A, prog.P))
-        b, c = np.asarray(prog.b @ theta).T, np.asarray(prog.c @ theta).T
-        return [ConeProgramData(P[i % len(P)], c[i], A[i % len(A)], b[i], prog.cones)
-                for i in range(B)]
+        return ProgramValues.at(self.program, theta).instances(self.program)
 
     # solving -------------------------------------------------------------------------
     def solve(self, *values, executor: concurrent.futures.Executor | None = None,
@@ -114,7 +110,16 @@ class CompiledProblem:
         """Solve at the given parameter values; see the module docstring. ``refine=True``
         polishes each solution by Newton steps on the residual map (``Solution.refine``)."""
         theta, batch = self.theta(*values)
-        instances = self.data(theta)
+        return self.solve_program(ProgramValues.at(self.program, theta), batch,
+                                  executor=executor, warm_start=warm_start, refine=refine,
+                                  **opts)
+
+    def solve_program(self, data: "ProgramValues", batch: int | None = None,
+                      executor: concurrent.futures.Executor | None = None,
+                      warm_start: bool = False, refine: bool = False, **opts) -> "Solution":
+        """Solve the cone programs given by their numeric data directly (the layers compute
+        (P, c, A, b) = T·θ̃ in their own framework and call this)."""
+        instances = data.instances(self.program)
         options = self.adapter.options({**self.options, **opts})
         reuse = (warm_start and self.adapter.supports_warm_start and self._last is not None
                  and len(self._last) == len(instances))
@@ -127,16 +132,54 @@ class CompiledProblem:
             pool = executor or default_executor()
             raws = list(pool.map(solve_instance, *zip(*args, strict=True)))
         self._last = raws
-        solution = Solution(self, raws, theta, batch)
+        solution = Solution(self, raws, data, batch)
         return solution.refine() if refine else solution
 
 
-def matrices(pattern, theta: np.ndarray) -> list:
-    """The pattern's matrix for every column of θ̃, or one shared matrix when constant."""
-    if not pattern.depends_on_parameters:
-        return [pattern.matrix(pattern.values(theta[:, :1])[:, 0])]
-    values = pattern.values(theta)
-    return [pattern.matrix(values[:, i]) for i in range(theta.shape[1])]
+@dataclasses.dataclass
+class ProgramValues:
+    """Numeric data of a batch of B cone programs: the nonzero values of P and A in their
+    fixed patterns, (nnz, B) — or (nnz, 1) when shared by every element — and b (m, B),
+    c (n, B), d (B,)."""
+
+    P: np.ndarray
+    A: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+    d: np.ndarray
+
+    @classmethod
+    def at(cls, program, theta: np.ndarray) -> "ProgramValues":
+        """The data at θ̃ (1 + len θ, B); blocks that do not depend on θ are computed once."""
+        P, A = (p.values(theta if p.depends_on_parameters else theta[:, :1])
+                for p in (program.P, program.A))
+        return cls(np.asarray(P), np.asarray(A), np.asarray(program.b @ theta),
+                   np.asarray(program.c @ theta), np.asarray(program.d @ theta).reshape(-1))
+
+    @property
+    def batch(self) -> int:
+        return self.b.shape[1]
+
+    def element(self, i: int):
+        """(P values, A values, b, c) of element i."""
+        return (self.P[:, i % self.P.shape[1]], self.A[:, i % self.A.shape[1]],
+                self.b[:, i], self.c[:, i])
+
+    def select(self, i: int) -> "ProgramValues":
+        """Element i alone."""
+        P, A, b, c = self.element(i)
+        return ProgramValues(P[:, None], A[:, None], b[:, None], c[:, None], self.d[i:i + 1])
+
+    def instances(self, program) -> list[ConeProgramData]:
+        P = [program.P.matrix(self.P[:, j]) for j in range(self.P.shape[1])]
+        A = [program.A.matrix(self.A[:, j]) for j in range(self.A.shape[1])]
+        return [ConeProgramData(P[i % len(P)], self.c[:, i], A[i % len(A)], self.b[:, i],
+                                program.cones) for i in range(self.batch)]
+
+    def full(self, block: str) -> np.ndarray:
+        """P or A values with the shared column repeated to (nnz, B)."""
+        values = getattr(self, block)
+        return values if values.shape[1] == self.batch else np.repeat(values, self.batch, 1)
 
 
 def solve_instance(adapter_name: str, data: ConeProgramData, options: dict,
@@ -158,10 +201,10 @@ class Solution:
     per element. Elements that were not solved to optimality have NaN values and duals.
     """
 
-    def __init__(self, compiled: CompiledProblem, raws: list[RawSolution], theta: np.ndarray,
-                 batch: int | None) -> None:
+    def __init__(self, compiled: CompiledProblem, raws: list[RawSolution],
+                 data: ProgramValues, batch: int | None) -> None:
         self.compiled = compiled
-        self.theta = theta
+        self.data = data
         self.rule = compiled.rule
         self.tolerances = dict(compiled.options)
         self._derivatives: dict = {}
@@ -176,11 +219,9 @@ class Solution:
 
     def _statistics(self, X: np.ndarray, Y: np.ndarray, S: np.ndarray) -> None:
         """Residuals, gap, objective and values from (n, B), (m, B), (m, B) solutions."""
-        compiled, theta = self.compiled, self.theta
+        compiled, data = self.compiled, self.data
         prog = compiled.program
-        A_vals, P_vals = prog.A.values(theta), prog.P.values(theta)
-        b, c = np.asarray(prog.b @ theta), np.asarray(prog.c @ theta)
-        d = np.asarray(prog.d @ theta).reshape(-1)
+        A_vals, P_vals, b, c, d = data.full("A"), data.full("P"), data.b, data.c, data.d
         Px = prog.P.symmetric_matvec(P_vals, X)
         self.primal_residual = max_abs(prog.A.matvec(A_vals, X) + S - b)
         self.dual_residual = max_abs(Px + prog.A.rmatvec(A_vals, Y) + c)
@@ -246,15 +287,14 @@ class Solution:
         reg = self.rule.reg if reg is None else reg
         key = (i, solver, reg, refine)
         if key not in self._derivatives:
-            prog, theta = self.compiled.program, self.theta[:, i]
+            prog = self.compiled.program
             if not self.status[i].is_optimal:
                 raise ValueError(f"element {i} has status {self.status[i].value}; its "
                                  "derivative is not defined")
+            P, A, b, c = self.data.element(i)
             self._derivatives[key] = SolutionDerivative(
-                prog.P, prog.P.values(theta), prog.A, prog.A.values(theta),
-                np.asarray(prog.b @ theta).reshape(-1), np.asarray(prog.c @ theta).reshape(-1),
-                self.x[i], self.y[i], self.s[i], prog.cones, solver=solver, reg=reg,
-                refine=refine)
+                prog.P, P, prog.A, A, b, c, self.x[i], self.y[i], self.s[i], prog.cones,
+                solver=solver, reg=reg, refine=refine)
         return self._derivatives[key]
 
     def vjp(self, d_variables: dict, d_duals: dict | None = None, **rule) -> dict:
@@ -262,18 +302,25 @@ class Solution:
         by the compiled derivative rule (``self.rule``)."""
         from .diff import solution_map
         B = len(self.status)
-        gx, gy, gs = solution_map.cotangents(self.compiled, d_variables, d_duals, B)
+        gx, gy, _ = solution_map.cotangents(self.compiled, d_variables, d_duals, B)
+        if self.rule.name == "perturbed" and d_duals:
+            raise ValueError("the perturbed (LPGD) rule differentiates variables only")
+        return solution_map.parameter_gradients(self.compiled, self.data_vjp(gx, gy, **rule),
+                                                self.batched)
+
+    def data_vjp(self, gx: np.ndarray, gy: np.ndarray, **rule) -> list:
+        """Reverse mode on the cone program's data: per element, the gradient of
+        ⟨gx[i], x⟩ + ⟨gy[i], y⟩ with respect to (P values, c, A values, b)
+        (``hsde.DataCotangent``); gx (B, n), gy (B, m)."""
+        B = len(self.status)
         if self.rule.name == "perturbed":
-            if d_duals:
-                raise ValueError("the perturbed (LPGD) rule differentiates variables only")
-            grads = [self._perturbed(i, gx[i]) for i in range(B)]
-        else:
-            grads = [self.derivative(i, **rule).vjp(gx[i], gy[i], gs[i]) for i in range(B)]
-        return solution_map.parameter_gradients(self.compiled, grads, self.batched)
+            return [self._perturbed(i, gx[i]) for i in range(B)]
+        zero = np.zeros(gy.shape[1])
+        return [self.derivative(i, **rule).vjp(gx[i], gy[i], zero) for i in range(B)]
 
     def _perturbed(self, i: int, gx: np.ndarray):
-        compiled, theta = self.compiled, self.theta[:, i:i + 1]
-        data = compiled.data(theta)[0]
+        compiled = self.compiled
+        data = self.data.select(i).instances(compiled.program)[0]
         return perturbed_vjp(compiled.adapter, compiled.options, data, self.x[i], self.y[i],
                              gx, self.rule.tau, compiled.program.P, compiled.program.A)
 
@@ -281,14 +328,18 @@ class Solution:
         """Forward mode: ({Variable: tangent}, {Constraint: dual tangent}) for parameter
         tangents ``d_parameters`` (missing parameters: zero)."""
         from .diff import solution_map
-        if self.rule.name == "perturbed":
-            raise ValueError("the perturbed (LPGD) rule has no forward mode; use 'implicit'")
         B = len(self.status)
         tangents = solution_map.data_tangents(self.compiled, d_parameters, B)
-        out = [self.derivative(i, **rule).jvp(*t) for i, t in enumerate(tangents)]
-        dx = np.array([o[0] for o in out])
-        dy = np.array([o[1] for o in out])
+        dx, dy = self.data_jvp(tangents, **rule)
         return solution_map.outputs(self.compiled, dx, dy, self.batched)
+
+    def data_jvp(self, tangents, **rule) -> tuple[np.ndarray, np.ndarray]:
+        """Forward mode on the data: per element tangents (dP values, dc, dA values, db) →
+        (dx (B, n), dy (B, m))."""
+        if self.rule.name == "perturbed":
+            raise ValueError("the perturbed (LPGD) rule has no forward mode; use 'implicit'")
+        out = [self.derivative(i, **rule).jvp(*t) for i, t in enumerate(tangents)]
+        return np.array([o[0] for o in out]), np.array([o[1] for o in out])
 
     def jacobian(self, **rule) -> np.ndarray:
         """Dense d(variables)/d(parameters): rows are the compiled variables' entries (C

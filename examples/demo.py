@@ -1,5 +1,5 @@
-"""diffdsl demo: write convex problems, read their curvature analysis, compile them once and
-solve them for many parameter values.
+"""diffdsl demo: write convex problems, read their curvature analysis, compile them once,
+solve them for many parameter values, and train a model through an optimization layer.
 
 Run with `make demo`.
 """
@@ -75,5 +75,43 @@ def main() -> None:
          dd.Problem(dd.Minimize(p * q * dd.sum(x) + dd.sum_squares(x))))
 
 
+def train_through_a_layer(steps: int = 60) -> tuple[float, float]:
+    """Learn a linear model whose output is the cost vector of a QP layer, so that the QP's
+    solutions match those of an unknown true model (predict-then-optimize, end to end).
+    Returns the first and last training losses."""
+    import torch
+
+    from diffdsl.backends.torch import TorchLayer
+
+    section("training a model through a QP layer (PyTorch)")
+    torch.manual_seed(0)
+    features, n, batch = 5, 4, 64
+    G = rng.normal(size=(6, n))
+    x, q = dd.Variable(n, name="x"), dd.Parameter(n, name="q")
+    qp = dd.Problem(dd.Minimize(0.5 * dd.sum_squares(x) + q @ x), [G @ x <= 1])
+    layer = TorchLayer(qp, parameters=[q], variables=[x])
+
+    truth = torch.nn.Linear(features, n).double()
+    inputs = torch.randn(batch, features, dtype=torch.float64)
+    with torch.no_grad():
+        targets, = layer(truth(inputs))
+
+    model = torch.nn.Linear(features, n).double()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    losses = []
+    for step in range(steps):
+        optimizer.zero_grad()
+        predicted, = layer(model(inputs))          # a batch of 64 QPs, solved and differentiated
+        loss = torch.mean((predicted - targets) ** 2)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if step % 10 == 0 or step == steps - 1:
+            print(f"step {step:3d}   loss {loss.item():.3e}")
+    print(f"loss fell from {losses[0]:.3e} to {losses[-1]:.3e} in {steps} steps")
+    return losses[0], losses[-1]
+
+
 if __name__ == "__main__":
     main()
+    train_through_a_layer()

@@ -1,0 +1,215 @@
+"""What the NumPy, PyTorch and JAX layers share (NumPy only; no framework imported here).
+
+A layer is the map θ ↦ (requested variables, requested duals). It factors as
+
+    θ ─(T, linear)→ data = (P values, c, A values, b) ─(solve)→ (x, y) ─(slices, linear)→ outputs
+
+Each framework computes the two linear maps natively, so its own autodiff handles them;
+only the middle step — the cone program's solution and its derivative — is custom, and it
+is the same NumPy code for every framework (``LayerCore.solve``, ``data_vjp``, ``data_jvp``).
+The linear maps are handed to the frameworks as index triplets (``Linear``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import scipy.sparse as sp
+
+from diffdsl.compiled import CompiledProblem, ProgramValues
+from diffdsl.errors import ParameterValueError
+
+BLOCKS = ("P", "c", "A", "b")
+
+
+@dataclasses.dataclass
+class Linear:
+    """A sparse linear map out = M @ inp as triplets: out[row] += val · inp[col]."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    vals: np.ndarray
+    shape: tuple[int, int]
+
+    @classmethod
+    def of(cls, M) -> "Linear":
+        M = sp.coo_matrix(M)
+        return cls(M.row.astype(np.int64), M.col.astype(np.int64), M.data.astype(float),
+                   M.shape)
+
+    @functools.cached_property
+    def matrix(self) -> sp.csr_matrix:
+        return sp.csr_matrix((self.vals, (self.rows, self.cols)), shape=self.shape)
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        """M applied to every row of X (B, shape[1]) → (B, shape[0])."""
+        return np.asarray(self.matrix @ np.asarray(X).T).T
+
+    def apply_transpose(self, G: np.ndarray) -> np.ndarray:
+        """Mᵀ applied to every row of G (B, shape[0]) → (B, shape[1])."""
+        return np.asarray(self.matrix.T @ np.asarray(G).T).T
+
+
+@dataclasses.dataclass
+class Output:
+    """One requested output: a variable (a slice of x) or a dual part (a linear map of y)."""
+
+    name: str
+    shape: tuple
+    source: str                      # "x" or "y"
+    offset: int = 0                  # for "x": the slice x[offset : offset + size]
+    linear: Linear | None = None     # for "y": the part's rows from y
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=int))
+
+
+class LayerCore:
+    """A compiled problem with the layouts a framework layer needs."""
+
+    def __init__(self, problem, parameters=None, variables=None, duals=(),
+                 solver: str = "clarabel", rule=None, refine: bool = True, **opts) -> None:
+        if _is_cvxpy(problem):
+            problem, parameters, variables, duals = _translate(problem, parameters,
+                                                               variables, duals)
+        self.compiled = CompiledProblem(problem, parameters, variables, solver=solver,
+                                        rule=rule, **opts)
+        self.refine = refine
+        prog = self.compiled.program
+        self.parameters, self.variables = self.compiled.parameters, self.compiled.variables
+        self.duals = list(duals)
+        for c in self.duals:
+            if c.id not in prog.duals:
+                raise ValueError(f"{c} is not a constraint of this problem; duals= takes "
+                                 "the problem's own constraints")
+        self.n, self.m, self.n_theta = prog.n, prog.m, prog.n_theta
+        self.maps = {"P": Linear.of(prog.P.T), "A": Linear.of(prog.A.T),
+                     "b": Linear.of(prog.b), "c": Linear.of(prog.c)}
+        depends = prog.depends_on_parameters()
+        self.constant = {k: not depends[k] for k in BLOCKS}
+        self.outputs = [Output(v.name, tuple(v.shape), "x", prog.variable_offsets[v.id])
+                        for v in self.variables]
+        self.dual_groups = [self._dual_outputs(c) for c in self.duals]
+
+    # layouts -------------------------------------------------------------------------
+    def _dual_outputs(self, constraint) -> list[Output]:
+        """The dual value's parts (one array, or several for SOC/exp/pow) as linear maps of
+        y, found by applying the (linear) dual recovery to unit vectors of its rows."""
+        rows = np.concatenate([np.arange(b.start, b.stop)
+                               for b in self.compiled.program.duals[constraint.id]])
+        columns = []
+        for k in range(rows.size):
+            unit = np.zeros(rows.size)
+            unit[k] = 1.0
+            value = constraint.dual_from(unit)
+            parts = value if isinstance(value, list) else [value]
+            columns.append([np.asarray(p, float).reshape(-1) for p in parts])
+        zero = constraint.dual_from(np.zeros(rows.size))
+        shapes = [np.shape(p) for p in (zero if isinstance(zero, list) else [zero])]
+        select = sp.csr_matrix((np.ones(rows.size), (np.arange(rows.size), rows)),
+                               shape=(rows.size, self.m))
+        outputs = []
+        for j, shape in enumerate(shapes):
+            block = np.stack([col[j] for col in columns], axis=1)     # (part size, rows)
+            outputs.append(Output(f"dual of {constraint}", tuple(shape), "y",
+                                  linear=Linear.of(sp.csr_matrix(block) @ select)))
+        return outputs
+
+    def parameter_layout(self) -> list[tuple[int, int, tuple]]:
+        """(offset in θ, size, shape) per parameter, in call order."""
+        out, offset = [], 0
+        for p in self.parameters:
+            out.append((offset, p.size, tuple(p.shape)))
+            offset += p.size
+        return out
+
+    def batch_size(self, shapes: list[tuple]) -> int | None:
+        """The batch size implied by the argument shapes (None: nothing batched)."""
+        if len(shapes) != len(self.parameters):
+            raise ParameterValueError(
+                f"expected {len(self.parameters)} parameter values "
+                f"({', '.join(p.name for p in self.parameters)}), got {len(shapes)}")
+        batch = None
+        for p, shape in zip(self.parameters, shapes, strict=True):
+            shape = tuple(shape)
+            if shape == tuple(p.shape):
+                continue
+            if len(shape) == p.ndim + 1 and shape[1:] == tuple(p.shape):
+                if batch is not None and shape[0] != batch:
+                    raise ParameterValueError(
+                        f"inconsistent batch sizes: {p.name!r} has {shape[0]}, earlier "
+                        f"parameters {batch}")
+                batch = shape[0]
+                continue
+            raise ParameterValueError(
+                f"Parameter {p.name!r}: value has shape {shape}, expected {tuple(p.shape)} "
+                f"or (batch, {', '.join(map(str, p.shape))})")
+        return batch
+
+    # the custom step -----------------------------------------------------------------
+    def solve(self, theta: np.ndarray, P, c, A, b, warm_start: bool = False, **opts):
+        """Solve at θ̃ (B, 1 + len θ) with data blocks (B or 1, size) computed by the
+        framework; parameter values are validated against their attributes here."""
+        theta = np.asarray(theta, dtype=float)
+        B = theta.shape[0]
+        for p, (offset, size, shape) in zip(self.parameters, self.parameter_layout(),
+                                            strict=True):
+            p.check_batch(theta[:, 1 + offset:1 + offset + size].reshape((B,) + shape))
+        b, c = (np.broadcast_to(np.asarray(v, float), (B, np.shape(v)[-1])) for v in (b, c))
+        d = np.asarray(self.compiled.program.d @ theta.T).reshape(-1)
+        data = ProgramValues(np.asarray(P, float).T, np.asarray(A, float).T, b.T, c.T, d)
+        return self.compiled.solve_program(data, B, warm_start=warm_start,
+                                           refine=self.refine, **opts)
+
+    def data_vjp(self, solution, gx: np.ndarray, gy: np.ndarray) -> dict:
+        """{block: (B, size) gradient} for cotangents gx (B, n) and gy (B, m)."""
+        grads = solution.data_vjp(np.asarray(gx, float), np.asarray(gy, float))
+        return {"P": np.array([g.P_values for g in grads]), "c": np.array([g.c for g in grads]),
+                "A": np.array([g.A_values for g in grads]), "b": np.array([g.b for g in grads])}
+
+    def data_jvp(self, solution, tangents: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(dx (B, n), dy (B, m)) for data tangents {block: (B or 1, size) or None}."""
+        B = len(solution.status)
+        sizes = {"P": self.maps["P"].shape[0], "A": self.maps["A"].shape[0],
+                 "b": self.m, "c": self.n}
+        full = {k: np.zeros((B, sizes[k])) if tangents.get(k) is None
+                else np.broadcast_to(np.asarray(tangents[k], float), (B, sizes[k]))
+                for k in BLOCKS}
+        per_element = [(full["P"][i], full["c"][i], full["A"][i], full["b"][i])
+                       for i in range(B)]
+        return solution.data_jvp(per_element)
+
+    def check_solved(self, solution) -> None:
+        """Raise a SolverError naming the failed batch elements (issue 6 adds policies)."""
+        from diffdsl.solvers import SolverError
+        bad = [(i, s.value) for i, s in enumerate(solution.status) if not s.is_optimal]
+        if bad:
+            shown = ", ".join(f"element {i}: {s}" for i, s in bad[:5])
+            raise SolverError(f"{len(bad)} of {len(solution.status)} problems were not "
+                              f"solved to optimality ({shown})")
+
+
+def _is_cvxpy(problem) -> bool:
+    return type(problem).__module__.split(".")[0] == "cvxpy"
+
+
+def _translate(problem, parameters, variables, duals):
+    """A CVXPY problem and its leaves/constraints → the diffdsl equivalents (``from_cvxpy``),
+    so a cvxpylayers model migrates by renaming its layer class."""
+    from diffdsl.interop import from_cvxpy
+    translated, pairs = from_cvxpy(problem)
+
+    def leaf(e):
+        if e not in pairs:
+            raise ValueError(f"{e} is not a leaf of the given CVXPY problem")
+        return pairs[e]
+
+    index = {id(c): i for i, c in enumerate(problem.constraints)}
+    missing = [c for c in duals if id(c) not in index]
+    if missing:
+        raise ValueError(f"{missing[0]} is not a constraint of the given CVXPY problem")
+    return (translated, None if parameters is None else [leaf(p) for p in parameters],
+            None if variables is None else [leaf(v) for v in variables],
+            [translated.constraints[index[id(c)]] for c in duals])

@@ -1,0 +1,238 @@
+"""``JaxLayer``: a compiled problem as a JAX function that composes with ``jax.jit``,
+``jax.vmap``, ``jax.grad``, ``jax.jvp``, ``jax.jacfwd`` and ``jax.jacrev``.
+
+    layer = JaxLayer(problem, parameters=[A, b], variables=[x])
+    x_star, = layer(A_array, b_array)               # leading batch dimension optional
+
+How each transformation is served:
+
+- θ → (P, c, A, b) and (x, y) → outputs are index gathers and scatter-adds in JAX.
+- The solve is one ``jax.pure_callback`` with ``vmap_method="broadcast_all"``: a vmapped
+  call reaches the host as one batched solve, not B callbacks.
+- The solution map is a ``jax.custom_jvp``. Its JVP rule is, at the solution,
+  dz = −M⁻¹ g(dP, dc, dA, db) with M = [[P, AᵀD], [−A, I − D]] (``diffdsl.diff.hsde``):
+  g and the products with M are written in JAX, and the solve is a
+  ``jax.lax.custom_linear_solve`` whose ``solve`` and ``transpose_solve`` call back to the
+  host's factorization. JAX transposes that rule for reverse mode (grad, jacrev): the
+  transpose solve is the same factorization used with Mᵀ.
+- Factorizations are cached on the host (by the bytes of each element's data and
+  solution, LRU), so jacfwd/jacrev's many solves on one solution factor it once.
+
+Computations on the host are float64; outputs come back in the input dtype (float32
+unless ``jax_enable_x64`` is set).
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffdsl.cones import projections
+from diffdsl.diff.hsde import SolutionDerivative
+
+from ._core import BLOCKS, LayerCore, Linear
+
+CACHE_SIZE = 256
+
+
+def _sparse_apply(linear: Linear, X):
+    """M @ each row of X (..., k) → (..., rows of M), by gather and scatter-add."""
+    rows, cols, vals = (jnp.asarray(a) for a in (linear.rows, linear.cols, linear.vals))
+    out = jnp.zeros(X.shape[:-1] + (linear.shape[0],), X.dtype)
+    return out.at[..., rows].add(vals.astype(X.dtype) * X[..., cols])
+
+
+class _DerivativeCache:
+    """Host-side LRU of factored derivative systems, keyed by each element's arrays."""
+
+    def __init__(self, core: LayerCore, size: int = CACHE_SIZE) -> None:
+        self.core, self.size = core, size
+        self.entries: collections.OrderedDict = collections.OrderedDict()
+
+    def get(self, P, c, A, b, x, y, s) -> SolutionDerivative:
+        digest = hashlib.blake2b(digest_size=16)
+        for a in (P, c, A, b, x, y, s):
+            digest.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        key = digest.digest()
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        prog = self.core.compiled.program
+        d = SolutionDerivative(prog.P, P, prog.A, A, b, c, x, y, s, prog.cones)
+        self.entries[key] = d
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return d
+
+
+def _flat(a, count: int) -> np.ndarray:
+    """(..., k) → (count, k) in float64 (count = the product of the leading dimensions)."""
+    a = np.asarray(a, dtype=np.float64)
+    return a.reshape(count, a.shape[-1])
+
+
+class JaxLayer:
+    """A differentiable JAX function θ ↦ (variables..., duals...).
+
+    Arguments as for ``TorchLayer``: ``problem`` (DPP), ``parameters`` (all, in call order),
+    ``variables`` to return, ``duals`` (constraints whose duals follow the variables),
+    ``solver``, ``rule`` (implicit rules only: JAX's reverse mode is the transpose of the
+    forward rule), ``refine`` (Newton-polish solutions, default True) and solver options.
+    """
+
+    def __init__(self, problem, parameters, variables, duals=(), solver: str = "clarabel",
+                 rule=None, refine: bool = True, **opts) -> None:
+        self.core = LayerCore(problem, parameters, variables, duals, solver=solver, rule=rule,
+                              refine=refine, **opts)
+        if self.core.compiled.rule.name != "implicit":
+            raise ValueError("JaxLayer differentiates by the implicit rule only (JAX derives "
+                             f"reverse mode from forward mode); got {self.core.compiled.rule}")
+        self.cache = _DerivativeCache(self.core)
+        self._layout_D()
+        self._solution_map = self._build_solution_map()
+
+    @property
+    def compiled(self):
+        return self.core.compiled
+
+    # host callbacks --------------------------------------------------------------------
+    def _layout_D(self) -> None:
+        """Where each entry of the flattened blocks of D = DΠ_K*(y − s) sits in the matrix."""
+        rows, cols, offset = [], [], 0
+        for kind, size, _ in projections.blocks(self.core.compiled.program.cones):
+            index = offset + np.arange(size)
+            if kind in ("zero", "nonneg"):
+                rows.append(index), cols.append(index)
+            else:
+                r, c = np.meshgrid(index, index, indexing="ij")
+                rows.append(r.reshape(-1)), cols.append(c.reshape(-1))
+            offset += size
+        empty = np.zeros(0, np.int64)
+        self.D_rows = np.concatenate(rows) if rows else empty
+        self.D_cols = np.concatenate(cols) if cols else empty
+
+    def _host_solve(self, dtype, theta, P, c, A, b):
+        lead = theta.shape[:-1]
+        count = int(np.prod(lead, dtype=int))
+        solution = self.core.solve(*(_flat(a, count) for a in (theta, P, c, A, b)))
+        self.core.check_solved(solution)
+        return tuple(v.reshape(lead + v.shape[-1:]).astype(dtype)
+                     for v in (solution.x, solution.y, solution.s))
+
+    def _elements(self, P, c, A, b, x, y, s):
+        count = int(np.prod(x.shape[:-1], dtype=int))
+        arrays = [_flat(a, count) for a in (P, c, A, b, x, y, s)]
+        return [self.cache.get(*(a[i] for a in arrays)) for i in range(count)]
+
+    def _host_linearize(self, dtype, P, c, A, b, x, y, s):
+        """The refined point and D's blocks, flattened, at every element."""
+        lead = x.shape[:-1]
+        ds = self._elements(P, c, A, b, x, y, s)
+        D = [np.concatenate([p.reshape(-1) for p in d.system.D_blocks.parts] or [np.zeros(0)])
+             for d in ds]
+        out = [np.array([d.x for d in ds]), np.array([d.y for d in ds]),
+               np.array([d.s for d in ds]), np.array(D).reshape(len(ds), -1)]
+        return tuple(v.reshape(lead + v.shape[-1:]).astype(dtype) for v in out)
+
+    def _host_system_solve(self, transpose, dtype, P, c, A, b, x, y, s, rhs):
+        lead = rhs.shape[:-1]
+        ds = self._elements(P, c, A, b, x, y, s)
+        r = _flat(rhs, len(ds))
+        out = np.array([d.system.solve(r[i], transpose=transpose) for i, d in enumerate(ds)])
+        return out.reshape(lead + out.shape[-1:]).astype(dtype)
+
+    # the custom_jvp solution map -------------------------------------------------------
+    def _build_solution_map(self):
+        core, n, m = self.core, self.core.n, self.core.m
+        prog = core.compiled.program
+        Ar, Ac = jnp.asarray(prog.A.indices), jnp.asarray(prog.A.columns)
+        Pr, Pc = jnp.asarray(prog.P.indices), jnp.asarray(prog.P.columns)
+        off = jnp.asarray(prog.P.indices != prog.P.columns)
+        Dr, Dc = jnp.asarray(self.D_rows), jnp.asarray(self.D_cols)
+
+        def scatter(size, idx, vals):
+            return jnp.zeros(vals.shape[:-1] + (size,), vals.dtype).at[..., idx].add(vals)
+
+        def P_mul(Pv, v):      # symmetric P from its upper pattern
+            return (scatter(n, Pr, Pv * v[..., Pc])
+                    + scatter(n, Pc, jnp.where(off, Pv, 0) * v[..., Pr]))
+
+        def A_mul(Av, v):
+            return scatter(m, Ar, Av * v[..., Ac])
+
+        def AT_mul(Av, w):
+            return scatter(n, Ac, Av * w[..., Ar])
+
+        def D_mul(Dv, v):
+            return scatter(m, Dr, Dv * v[..., Dc])
+
+        @jax.custom_jvp
+        def solution_map(theta, P, c, A, b):
+            dtype = theta.dtype
+            lead = theta.shape[:-1]
+            out = tuple(jax.ShapeDtypeStruct(lead + (k,), dtype) for k in (n, m, m))
+            return jax.pure_callback(lambda *a: self._host_solve(dtype, *a), out,
+                                     theta, P, c, A, b, vmap_method="broadcast_all")
+
+        @solution_map.defjvp
+        def solution_map_jvp(primals, tangents):
+            theta, P, c, A, b = primals
+            _, dP, dc, dA, db = tangents
+            dtype, lead = theta.dtype, theta.shape[:-1]
+            x0, y0, s0 = solution_map(theta, P, c, A, b)
+            out = (jax.ShapeDtypeStruct(lead + (n,), dtype),
+                   jax.ShapeDtypeStruct(lead + (m,), dtype),
+                   jax.ShapeDtypeStruct(lead + (m,), dtype),
+                   jax.ShapeDtypeStruct(lead + (self.D_rows.size,), dtype))
+            x, y, s, Dv = jax.pure_callback(
+                lambda *a: self._host_linearize(dtype, *a), out, P, c, A, b, x0, y0, s0,
+                vmap_method="broadcast_all")
+            point = (P, c, A, b, x0, y0, s0)
+
+            def matvec(v):
+                vx, vy = v[..., :n], v[..., n:]
+                Dvy = D_mul(Dv, vy)
+                return jnp.concatenate([P_mul(P, vx) + AT_mul(A, Dvy),
+                                        -A_mul(A, vx) + vy - Dvy], axis=-1)
+
+            def host_solve(transpose):
+                def solve(_, rhs):
+                    spec = jax.ShapeDtypeStruct(rhs.shape, dtype)
+                    return jax.pure_callback(
+                        lambda *a: self._host_system_solve(transpose, dtype, *a), spec,
+                        *point, rhs, vmap_method="broadcast_all")
+                return solve
+
+            g = jnp.concatenate([P_mul(dP, x) + AT_mul(dA, y) + dc, -A_mul(dA, x) + db],
+                                axis=-1)
+            dz = jax.lax.custom_linear_solve(matvec, -g, host_solve(False),
+                                             transpose_solve=host_solve(True))
+            dz_y = dz[..., n:]
+            dy = D_mul(Dv, dz_y)
+            return (x, y, s), (dz[..., :n], dy, dy - dz_y)
+
+        return solution_map
+
+    # the layer -------------------------------------------------------------------------
+    def __call__(self, *params):
+        core = self.core
+        params = [jnp.asarray(p) for p in params]
+        batch = core.batch_size([p.shape for p in params])
+        B = batch or 1
+        dtype = jnp.result_type(*params, jnp.float32) if params else jnp.float32
+        columns = [jnp.ones((B, 1), dtype)]
+        for p, (_, size, _) in zip(params, core.parameter_layout(), strict=True):
+            columns.append(jnp.broadcast_to(p.astype(dtype).reshape(-1, size), (B, size)))
+        theta = jnp.concatenate(columns, axis=1)
+        data = [_sparse_apply(core.maps[k], theta) for k in BLOCKS]
+        x, y, _ = self._solution_map(theta, *data)
+        outputs = [x[:, o.offset:o.offset + o.size].reshape((B,) + o.shape)
+                   for o in core.outputs]
+        for group in core.dual_groups:
+            parts = tuple(_sparse_apply(o.linear, y).reshape((B,) + o.shape) for o in group)
+            outputs.append(parts[0] if len(parts) == 1 else parts)
+        return tuple(jax.tree_util.tree_map(lambda o: o if batch is not None else o[0], out)
+                     for out in outputs)

@@ -1,0 +1,157 @@
+"""``NumpyLayer``: the compiled map θ ↦ (variables..., duals...) with solve / vjp / jvp /
+jacobian on NumPy arrays, for users without a framework.
+
+    layer = NumpyLayer(problem, parameters=[A, b], variables=[x])
+    x_star, = layer(A_value, b_value)             # leading batch dimension optional
+    result = layer.solve(A_value, b_value)        # outputs plus derivatives
+    dA, db = result.vjp(g_x)                      # reverse mode
+    dx, = result.jvp(dA_value, None)              # forward mode (None: zero tangent)
+    J = result.jacobian()                         # J[i][j]: output i by parameter j
+
+A parameter given unbatched in a batched call gets the batch's summed gradient (the
+gradient of the broadcast), as in PyTorch and JAX.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._core import BLOCKS, LayerCore
+
+
+class NumpyLayer:
+    """Arguments as for ``TorchLayer``: ``problem`` (DPP), ``parameters`` (all, in call
+    order), ``variables`` to return, ``duals`` (constraints whose duals follow),
+    ``solver``, ``rule``, ``refine`` (Newton-polish solutions, default True),
+    ``warm_start`` and solver options."""
+
+    def __init__(self, problem, parameters, variables, duals=(), solver: str = "clarabel",
+                 rule=None, refine: bool = True, warm_start: bool = False, **opts) -> None:
+        self.core = LayerCore(problem, parameters, variables, duals, solver=solver, rule=rule,
+                              refine=refine, **opts)
+        self.warm_start = warm_start
+
+    @property
+    def compiled(self):
+        return self.core.compiled
+
+    def __call__(self, *params):
+        return self.solve(*params).outputs
+
+    def solve(self, *params, **solver_args) -> "LayerResult":
+        core = self.core
+        params = [np.asarray(p, dtype=float) for p in params]
+        batch = core.batch_size([p.shape for p in params])
+        B = batch or 1
+        theta = np.concatenate([np.ones((B, 1))] + [
+            np.broadcast_to(p.reshape(-1, size), (B, size))
+            for p, (_, size, _) in zip(params, core.parameter_layout(), strict=True)], axis=1)
+        data = [core.maps[k].apply(theta) for k in BLOCKS]
+        solution = core.solve(theta, *data, warm_start=self.warm_start, **solver_args)
+        core.check_solved(solution)
+        return LayerResult(core, solution, [p.shape for p in params], batch)
+
+
+class LayerResult:
+    """Outputs of one call and their derivatives (the factorizations are kept)."""
+
+    def __init__(self, core: LayerCore, solution, shapes, batch) -> None:
+        self.core, self.solution, self.shapes, self.batch = core, solution, shapes, batch
+        self.outputs = self._outputs(solution.x, solution.y)
+
+    def _unbatch(self, a):
+        return a if self.batch is not None else a[0]
+
+    def _outputs(self, X, Y) -> tuple:
+        B = X.shape[0]
+        out = [self._unbatch(X[:, o.offset:o.offset + o.size].reshape((B,) + o.shape))
+               for o in self.core.outputs]
+        for group in self.core.dual_groups:
+            parts = tuple(self._unbatch(o.linear.apply(Y).reshape((B,) + o.shape))
+                          for o in group)
+            out.append(parts[0] if len(parts) == 1 else parts)
+        return tuple(out)
+
+    # reverse mode --------------------------------------------------------------------
+    def vjp(self, *cotangents) -> tuple:
+        """Gradients with respect to every parameter of Σ⟨cotangent_i, output_i⟩; one
+        cotangent per output (None: zero; a tuple for a multi-part dual)."""
+        core, B = self.core, len(self.solution.status)
+        n_outputs = len(core.outputs) + len(core.dual_groups)
+        if len(cotangents) != n_outputs:
+            raise ValueError(f"expected {n_outputs} cotangents (one per output), got "
+                             f"{len(cotangents)}")
+        gx, gy = np.zeros((B, core.n)), np.zeros((B, core.m))
+        for o, g in zip(core.outputs, cotangents, strict=False):
+            if g is not None:
+                gx[:, o.offset:o.offset + o.size] += self._per_element(g, o.shape)
+        for group, g in zip(core.dual_groups, cotangents[len(core.outputs):], strict=True):
+            if g is None:
+                continue
+            parts = g if len(group) > 1 else (g,)
+            for o, part in zip(group, parts, strict=True):
+                gy += o.linear.apply_transpose(self._per_element(part, o.shape))
+        data = core.data_vjp(self.solution, gx, gy)
+        theta = sum(core.maps[k].apply_transpose(data[k]) for k in BLOCKS)
+        return self._split_theta(theta[:, 1:])
+
+    def _per_element(self, g, shape) -> np.ndarray:
+        g = np.asarray(g, dtype=float)
+        B = len(self.solution.status)
+        if self.batch is None or g.shape == tuple(shape):
+            return np.broadcast_to(g.reshape(1, -1), (B, g.size))
+        return g.reshape(B, -1)
+
+    def _split_theta(self, theta: np.ndarray) -> tuple:
+        out = []
+        for (offset, size, pshape), given in zip(self.core.parameter_layout(), self.shapes,
+                                                 strict=True):
+            block = theta[:, offset:offset + size]
+            if tuple(given) == pshape:        # unbatched parameter: summed over the batch
+                out.append(block.sum(0).reshape(pshape))
+            else:
+                out.append(block.reshape((-1,) + pshape))
+        return tuple(out)
+
+    # forward mode --------------------------------------------------------------------
+    def jvp(self, *tangents) -> tuple:
+        """Output tangents for one tangent per parameter (None: zero)."""
+        core, B = self.core, len(self.solution.status)
+        if len(tangents) != len(core.parameters):
+            raise ValueError(f"expected {len(core.parameters)} tangents (one per parameter), "
+                             f"got {len(tangents)}")
+        dtheta = np.zeros((B, 1 + core.n_theta))
+        for (offset, size, pshape), t in zip(core.parameter_layout(), tangents, strict=True):
+            if t is not None:
+                dtheta[:, 1 + offset:1 + offset + size] = self._per_element(t, pshape)
+        data = {k: core.maps[k].apply(dtheta) for k in BLOCKS}
+        dx, dy = core.data_jvp(self.solution, data)
+        return self._outputs(dx, dy)
+
+    def jacobian(self) -> list:
+        """J[i][j]: d output_i / d parameter_j, shaped output_i.shape + parameter_j.shape
+        (with a leading batch dimension when the call was batched; duals with several
+        parts give a tuple). One forward-mode solve per parameter entry, all reusing the
+        factorization."""
+        core = self.core
+        columns = []                     # per parameter: list over entries of output tuples
+        for j, (_, size, pshape) in enumerate(core.parameter_layout()):
+            entries = []
+            for k in range(size):
+                unit = np.zeros(size)
+                unit[k] = 1.0
+                tangents = [None] * len(core.parameters)
+                tangents[j] = unit.reshape(pshape)
+                entries.append(self.jvp(*tangents))
+            columns.append((pshape, entries))
+        n_outputs = len(core.outputs) + len(core.dual_groups)
+        return [[_stack([e[i] for e in entries], pshape)
+                 for pshape, entries in columns] for i in range(n_outputs)]
+
+
+def _stack(per_entry, pshape):
+    """Stack tangents (one per parameter entry) into output.shape + parameter.shape."""
+    if isinstance(per_entry[0], tuple):
+        return tuple(_stack([e[k] for e in per_entry], pshape)
+                     for k in range(len(per_entry[0])))
+    J = np.stack(per_entry, axis=-1)
+    return J.reshape(J.shape[:-1] + tuple(pshape))

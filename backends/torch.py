@@ -1,0 +1,169 @@
+"""``TorchLayer``: a compiled problem as a ``torch.nn.Module`` (cvxpylayers' convention).
+
+    layer = TorchLayer(problem, parameters=[A, b], variables=[x])
+    x_star, = layer(A_tensor, b_tensor)            # leading batch dimension optional
+
+θ → (P, c, A, b) is a sparse matrix product in torch (torch autograd differentiates it);
+the cone solve and its derivative are one ``torch.autograd.Function`` with ``backward``
+(reverse mode) and ``jvp`` (forward mode: ``torch.func.jvp``, ``torch.autograd.forward_ad``).
+Everything is computed in float64 on the CPU solver and returned in the input dtype on the
+input device.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._core import BLOCKS, LayerCore, Linear
+
+
+def _sparse(linear: Linear, device) -> torch.Tensor:
+    index = torch.as_tensor(np.stack([linear.rows, linear.cols]), dtype=torch.long)
+    return torch.sparse_coo_tensor(index, torch.as_tensor(linear.vals, dtype=torch.float64),
+                                   linear.shape, device=device,
+                                   check_invariants=False).coalesce()
+
+
+class _SparseMap(torch.autograd.Function):
+    """X ↦ X Mᵀ for a constant sparse M (rows of X mapped by M), with both modes of
+    differentiation (torch's sparse product has no forward-mode rule)."""
+
+    @staticmethod
+    def forward(M, MT, X):
+        return torch.sparse.mm(M, X.T).T
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.M, ctx.MT = inputs[0], inputs[1]
+
+    @staticmethod
+    def backward(ctx, g):
+        return None, None, torch.sparse.mm(ctx.MT, g.T).T
+
+    @staticmethod
+    def jvp(ctx, _M, _MT, dX):
+        return torch.sparse.mm(ctx.M, dX.T).T
+
+
+def _apply(pair, X: torch.Tensor) -> torch.Tensor:
+    """M @ each row of X: (B, k) → (B, rows of M), for pair = (M, Mᵀ)."""
+    return _SparseMap.apply(pair[0], pair[1], X)
+
+
+def _pair(linear: Linear, device):
+    M = _sparse(linear, device)
+    return M, M.t().coalesce()
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    """A float64 NumPy copy of t's value. Inside torch.func transforms the tensors handed to
+    an autograd.Function's ``jvp`` are wrappers without storage; reading them needs the
+    transforms disabled (torch's private ``_DisableFuncTorch``: there is no public way)."""
+    with torch._C._DisableFuncTorch():
+        return t.detach().to("cpu", torch.float64).numpy()
+
+
+class _Box:
+    """Carries the Solution from ``forward`` to ``setup_context`` (an opaque object, so
+    torch.func does not flatten it as it would a dict)."""
+
+    solution = None
+
+
+class _ConeSolve(torch.autograd.Function):
+    """(P values, c, A values, b) ↦ (x, y): the solve, its VJP and its JVP."""
+
+    @staticmethod
+    def forward(P, c, A, b, theta, core, options, box):
+        solution = core.solve(_numpy(theta), *(_numpy(t) for t in (P, c, A, b)), **options)
+        core.check_solved(solution)
+        box.solution = solution
+        return (torch.as_tensor(solution.x, device=theta.device),
+                torch.as_tensor(solution.y, device=theta.device))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        P, c, A, b, theta, core, options, box = inputs
+        ctx.core, ctx.solution = core, box.solution
+        ctx.input_rows = [t.shape[0] for t in (P, c, A, b)]
+        ctx.device = theta.device
+
+    @staticmethod
+    def backward(ctx, gx, gy):
+        grads = ctx.core.data_vjp(ctx.solution, _numpy(gx), _numpy(gy))
+        out = []
+        for block, rows in zip(BLOCKS, ctx.input_rows, strict=True):
+            g = torch.as_tensor(grads[block], device=ctx.device)
+            out.append(g.sum(0, keepdim=True) if rows == 1 and g.shape[0] != 1 else g)
+        return (*out, None, None, None, None)
+
+    @staticmethod
+    def jvp(ctx, dP, dc, dA, db, *_):
+        tangents = {k: None if t is None else _numpy(t)
+                    for k, t in zip(BLOCKS, (dP, dc, dA, db), strict=True)}
+        dx, dy = ctx.core.data_jvp(ctx.solution, tangents)
+        return torch.as_tensor(dx, device=ctx.device), torch.as_tensor(dy, device=ctx.device)
+
+
+class TorchLayer(torch.nn.Module):
+    """A differentiable layer θ ↦ (variables..., duals...).
+
+    ``problem``: a DPP diffdsl Problem; ``parameters``: its Parameters in call order (all of
+    them); ``variables``: the Variables to return; ``duals``: constraints whose dual values
+    to return after the variables (a tuple of tensors for SOC/exp/pow constraints);
+    ``solver``, ``rule`` and solver options as for ``Problem.compile``; ``refine``: polish
+    every solution by Newton's method before returning it (default True: outputs and their
+    derivatives are then exact to ~1e-15). ``warm_start=True`` reuses the previous call's
+    solution when the batch size matches (SCS, OSQP).
+    """
+
+    def __init__(self, problem, parameters, variables, duals=(), solver: str = "clarabel",
+                 rule=None, refine: bool = True, warm_start: bool = False, **opts) -> None:
+        super().__init__()
+        self.core = LayerCore(problem, parameters, variables, duals, solver=solver, rule=rule,
+                              refine=refine, **opts)
+        self.warm_start = warm_start
+        self._maps = {k: None for k in BLOCKS}
+        self._device = None
+
+    @property
+    def compiled(self):
+        return self.core.compiled
+
+    def _data_maps(self, device):
+        if self._device != device:
+            self._maps = {k: _pair(self.core.maps[k], device) for k in BLOCKS}
+            self._device = device
+        return self._maps
+
+    def forward(self, *params, solver_args: dict | None = None):
+        core = self.core
+        if not params or not all(isinstance(p, torch.Tensor) for p in params):
+            params = tuple(torch.as_tensor(p) for p in params)
+        batch = core.batch_size([tuple(p.shape) for p in params])
+        B = batch or 1
+        device = params[0].device
+        dtype = params[0].dtype if params[0].is_floating_point() else torch.float64
+        columns = [torch.ones(B, 1, dtype=torch.float64, device=device)]
+        for p, (_, size, _) in zip(params, core.parameter_layout(), strict=True):
+            value = p.to(device, torch.float64).reshape(-1, size)
+            columns.append(value.expand(B, size))
+        theta = torch.cat(columns, dim=1)
+        maps = self._data_maps(device)
+        data = [_apply(maps[k], theta[:1] if core.constant[k] else theta) for k in BLOCKS]
+        options = {"warm_start": self.warm_start, **(solver_args or {})}
+        x, y = _ConeSolve.apply(*data, theta, core, options, _Box())
+        outputs = [x[:, o.offset:o.offset + o.size].reshape((B,) + o.shape)
+                   for o in core.outputs]
+        for group in core.dual_groups:
+            parts = [_apply(_pair(o.linear, device), y).reshape((B,) + o.shape)
+                     for o in group]
+            outputs.append(parts[0] if len(parts) == 1 else tuple(parts))
+        return tuple(_finish(o, batch, dtype) for o in outputs)
+
+
+def _finish(out, batch, dtype):
+    if isinstance(out, tuple):
+        return tuple(_finish(o, batch, dtype) for o in out)
+    out = out.to(dtype)
+    return out if batch is not None else out[0]
