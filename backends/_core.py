@@ -19,8 +19,10 @@ import scipy.sparse as sp
 
 from diffdsl.compiled import CompiledProblem, ProgramValues
 from diffdsl.errors import ParameterValueError
+from diffdsl.solvers import SolveStatus
 
 BLOCKS = ("P", "c", "A", "b")
+_KIND_NAMES = {"c": "complex", "b": "boolean", "U": "string", "S": "bytes", "O": "object"}
 
 
 @dataclasses.dataclass
@@ -70,12 +72,16 @@ class LayerCore:
     """A compiled problem with the layouts a framework layer needs."""
 
     def __init__(self, problem, parameters=None, variables=None, duals=(),
-                 solver: str = "clarabel", rule=None, refine: bool = True, **opts) -> None:
+                 solver: str = "clarabel", rule=None, refine: bool = True,
+                 on_failure: str = "raise", proximal: float | None = None, **opts) -> None:
+        if on_failure not in ("raise", "nan"):
+            raise ValueError(f"on_failure must be 'raise' or 'nan', got {on_failure!r}")
+        self.on_failure = on_failure
         if _is_cvxpy(problem):
             problem, parameters, variables, duals = _translate(problem, parameters,
                                                                variables, duals)
         self.compiled = CompiledProblem(problem, parameters, variables, solver=solver,
-                                        rule=rule, **opts)
+                                        rule=rule, proximal=proximal, **opts)
         self.refine = refine
         prog = self.compiled.program
         self.parameters, self.variables = self.compiled.parameters, self.compiled.variables
@@ -125,6 +131,14 @@ class LayerCore:
             offset += p.size
         return out
 
+    def check_dtypes(self, kinds: list[str]) -> None:
+        """Every argument must hold real numbers: NumPy dtype kinds 'i', 'u' or 'f'."""
+        for p, kind in zip(self.parameters, kinds, strict=False):
+            if kind not in "iuf":
+                raise ParameterValueError(f"Parameter {p.name!r}: values must be real "
+                                          f"numbers; got a {_KIND_NAMES.get(kind, kind)} "
+                                          "array")
+
     def batch_size(self, shapes: list[tuple]) -> int | None:
         """The batch size implied by the argument shapes (None: nothing batched)."""
         if len(shapes) != len(self.parameters):
@@ -161,7 +175,8 @@ class LayerCore:
         d = np.asarray(self.compiled.program.d @ theta.T).reshape(-1)
         data = ProgramValues(np.asarray(P, float).T, np.asarray(A, float).T, b.T, c.T, d)
         return self.compiled.solve_program(data, B, warm_start=warm_start,
-                                           refine=self.refine, **opts)
+                                           refine=self.refine, on_failure=self.on_failure,
+                                           **opts)
 
     def data_vjp(self, solution, gx: np.ndarray, gy: np.ndarray) -> dict:
         """{block: (B, size) gradient} for cotangents gx (B, n) and gy (B, m)."""
@@ -181,14 +196,18 @@ class LayerCore:
                        for i in range(B)]
         return solution.data_jvp(per_element)
 
-    def check_solved(self, solution) -> None:
-        """Raise a SolverError naming the failed batch elements (issue 6 adds policies)."""
-        from diffdsl.solvers import SolverError
-        bad = [(i, s.value) for i, s in enumerate(solution.status) if not s.is_optimal]
-        if bad:
-            shown = ", ".join(f"element {i}: {s}" for i, s in bad[:5])
-            raise SolverError(f"{len(bad)} of {len(solution.status)} problems were not "
-                              f"solved to optimality ({shown})")
+    @staticmethod
+    def status_codes(solution) -> np.ndarray:
+        """Per element index of its status in ``list(diffdsl.SolveStatus)`` (0: optimal)."""
+        order = list(SolveStatus)
+        return np.array([order.index(s) for s in solution.status], dtype=np.int32)
+
+    def describe(self, name: str) -> str:
+        """A layer's repr: its class, outputs and the compiled problem's contract."""
+        outputs = [o.name for o in self.outputs] + [str(c) for c in self.duals]
+        contract = str(self.compiled.contract()).replace("\n", "\n  ")
+        return (f"{name}(parameters={[p.name for p in self.parameters]}, outputs={outputs}, "
+                f"on_failure={self.on_failure!r}, refine={self.refine}\n  {contract})")
 
 
 def _is_cvxpy(problem) -> bool:

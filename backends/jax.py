@@ -80,13 +80,19 @@ class JaxLayer:
     Arguments as for ``TorchLayer``: ``problem`` (DPP), ``parameters`` (all, in call order),
     ``variables`` to return, ``duals`` (constraints whose duals follow the variables),
     ``solver``, ``rule`` (implicit rules only: JAX's reverse mode is the transpose of the
-    forward rule), ``refine`` (Newton-polish solutions, default True) and solver options.
+    forward rule), ``proximal``, ``refine`` (Newton-polish solutions, default True) and
+    solver options. ``on_failure``: "raise" (the SolverError surfaces from the callback;
+    under jit as the message of JAX's runtime error) or "nan" (failed elements come back
+    NaN with zero derivatives). ``return_status=True`` appends the per element status codes
+    (indices into ``list(diffdsl.SolveStatus)``, 0 = optimal) as an int32 array.
     """
 
     def __init__(self, problem, parameters, variables, duals=(), solver: str = "clarabel",
-                 rule=None, refine: bool = True, **opts) -> None:
+                 rule=None, refine: bool = True, on_failure: str = "raise",
+                 return_status: bool = False, proximal: float | None = None, **opts) -> None:
         self.core = LayerCore(problem, parameters, variables, duals, solver=solver, rule=rule,
-                              refine=refine, **opts)
+                              refine=refine, on_failure=on_failure, proximal=proximal, **opts)
+        self.return_status = return_status
         if self.core.compiled.rule.name != "implicit":
             raise ValueError("JaxLayer differentiates by the implicit rule only (JAX derives "
                              f"reverse mode from forward mode); got {self.core.compiled.rule}")
@@ -115,33 +121,44 @@ class JaxLayer:
         self.D_cols = np.concatenate(cols) if cols else empty
 
     def _host_solve(self, dtype, theta, P, c, A, b):
+        """(x, y, s, status code) per element; failed elements are NaN (on_failure="nan")."""
         lead = theta.shape[:-1]
         count = int(np.prod(lead, dtype=int))
         solution = self.core.solve(*(_flat(a, count) for a in (theta, P, c, A, b)))
-        self.core.check_solved(solution)
+        codes = self.core.status_codes(solution).astype(np.float64)[:, None]
         return tuple(v.reshape(lead + v.shape[-1:]).astype(dtype)
-                     for v in (solution.x, solution.y, solution.s))
+                     for v in (solution.x, solution.y, solution.s, codes))
 
     def _elements(self, P, c, A, b, x, y, s):
+        """The factored derivative of every element (None for a failed, NaN, element)."""
         count = int(np.prod(x.shape[:-1], dtype=int))
         arrays = [_flat(a, count) for a in (P, c, A, b, x, y, s)]
-        return [self.cache.get(*(a[i] for a in arrays)) for i in range(count)]
+        return [self.cache.get(*(a[i] for a in arrays)) if np.all(np.isfinite(arrays[4][i]))
+                else None for i in range(count)]
 
     def _host_linearize(self, dtype, P, c, A, b, x, y, s):
-        """The refined point and D's blocks, flattened, at every element."""
-        lead = x.shape[:-1]
+        """At every element: the refined point (NaN when failed), the same point with zeros
+        for failed elements (where the JVP is linearized: their tangents are zero), and D's
+        blocks, flattened."""
+        lead, n, m = x.shape[:-1], x.shape[-1], y.shape[-1]
         ds = self._elements(P, c, A, b, x, y, s)
-        D = [np.concatenate([p.reshape(-1) for p in d.system.D_blocks.parts] or [np.zeros(0)])
-             for d in ds]
-        out = [np.array([d.x for d in ds]), np.array([d.y for d in ds]),
-               np.array([d.s for d in ds]), np.array(D).reshape(len(ds), -1)]
+        size = self.D_rows.size
+        point = np.array([np.concatenate([d.x, d.y, d.s]) if d is not None
+                          else np.full(n + 2 * m, np.nan) for d in ds]).reshape(len(ds), -1)
+        D = np.array([np.concatenate([p.reshape(-1) for p in d.system.D_blocks.parts]
+                                     or [np.zeros(0)]) if d is not None else np.zeros(size)
+                      for d in ds]).reshape(len(ds), size)
+        safe = np.nan_to_num(point, nan=0.0)
+        out = [point[:, :n], point[:, n:n + m], point[:, n + m:], safe[:, :n],
+               safe[:, n:n + m], D]
         return tuple(v.reshape(lead + v.shape[-1:]).astype(dtype) for v in out)
 
     def _host_system_solve(self, transpose, dtype, P, c, A, b, x, y, s, rhs):
         lead = rhs.shape[:-1]
         ds = self._elements(P, c, A, b, x, y, s)
         r = _flat(rhs, len(ds))
-        out = np.array([d.system.solve(r[i], transpose=transpose) for i, d in enumerate(ds)])
+        out = np.array([d.system.solve(r[i], transpose=transpose) if d is not None
+                        else np.zeros(r.shape[1]) for i, d in enumerate(ds)])
         return out.reshape(lead + out.shape[-1:]).astype(dtype)
 
     # the custom_jvp solution map -------------------------------------------------------
@@ -171,9 +188,10 @@ class JaxLayer:
 
         @jax.custom_jvp
         def solution_map(theta, P, c, A, b):
+            """(x, y, s, status code as a float) at every element."""
             dtype = theta.dtype
             lead = theta.shape[:-1]
-            out = tuple(jax.ShapeDtypeStruct(lead + (k,), dtype) for k in (n, m, m))
+            out = tuple(jax.ShapeDtypeStruct(lead + (k,), dtype) for k in (n, m, m, 1))
             return jax.pure_callback(lambda *a: self._host_solve(dtype, *a), out,
                                      theta, P, c, A, b, vmap_method="broadcast_all")
 
@@ -182,12 +200,10 @@ class JaxLayer:
             theta, P, c, A, b = primals
             _, dP, dc, dA, db = tangents
             dtype, lead = theta.dtype, theta.shape[:-1]
-            x0, y0, s0 = solution_map(theta, P, c, A, b)
-            out = (jax.ShapeDtypeStruct(lead + (n,), dtype),
-                   jax.ShapeDtypeStruct(lead + (m,), dtype),
-                   jax.ShapeDtypeStruct(lead + (m,), dtype),
-                   jax.ShapeDtypeStruct(lead + (self.D_rows.size,), dtype))
-            x, y, s, Dv = jax.pure_callback(
+            x0, y0, s0, codes = solution_map(theta, P, c, A, b)
+            out = tuple(jax.ShapeDtypeStruct(lead + (k,), dtype)
+                        for k in (n, m, m, n, m, self.D_rows.size))
+            x, y, s, x_lin, y_lin, Dv = jax.pure_callback(
                 lambda *a: self._host_linearize(dtype, *a), out, P, c, A, b, x0, y0, s0,
                 vmap_method="broadcast_all")
             point = (P, c, A, b, x0, y0, s0)
@@ -206,13 +222,13 @@ class JaxLayer:
                         *point, rhs, vmap_method="broadcast_all")
                 return solve
 
-            g = jnp.concatenate([P_mul(dP, x) + AT_mul(dA, y) + dc, -A_mul(dA, x) + db],
-                                axis=-1)
+            g = jnp.concatenate([P_mul(dP, x_lin) + AT_mul(dA, y_lin) + dc,
+                                 -A_mul(dA, x_lin) + db], axis=-1)
             dz = jax.lax.custom_linear_solve(matvec, -g, host_solve(False),
                                              transpose_solve=host_solve(True))
             dz_y = dz[..., n:]
             dy = D_mul(Dv, dz_y)
-            return (x, y, s), (dz[..., :n], dy, dy - dz_y)
+            return (x, y, s, codes), (dz[..., :n], dy, dy - dz_y, jnp.zeros_like(codes))
 
         return solution_map
 
@@ -220,6 +236,7 @@ class JaxLayer:
     def __call__(self, *params):
         core = self.core
         params = [jnp.asarray(p) for p in params]
+        core.check_dtypes([np.dtype(p.dtype).kind for p in params])
         batch = core.batch_size([p.shape for p in params])
         B = batch or 1
         dtype = jnp.result_type(*params, jnp.float32) if params else jnp.float32
@@ -228,11 +245,16 @@ class JaxLayer:
             columns.append(jnp.broadcast_to(p.astype(dtype).reshape(-1, size), (B, size)))
         theta = jnp.concatenate(columns, axis=1)
         data = [_sparse_apply(core.maps[k], theta) for k in BLOCKS]
-        x, y, _ = self._solution_map(theta, *data)
+        x, y, _, codes = self._solution_map(theta, *data)
         outputs = [x[:, o.offset:o.offset + o.size].reshape((B,) + o.shape)
                    for o in core.outputs]
         for group in core.dual_groups:
             parts = tuple(_sparse_apply(o.linear, y).reshape((B,) + o.shape) for o in group)
             outputs.append(parts[0] if len(parts) == 1 else parts)
+        if self.return_status:
+            outputs.append(jax.lax.stop_gradient(codes[..., 0]).astype(jnp.int32))
         return tuple(jax.tree_util.tree_map(lambda o: o if batch is not None else o[0], out)
                      for out in outputs)
+
+    def __repr__(self) -> str:
+        return self.core.describe("JaxLayer")

@@ -21,14 +21,19 @@ from ._core import BLOCKS, LayerCore
 class NumpyLayer:
     """Arguments as for ``TorchLayer``: ``problem`` (DPP), ``parameters`` (all, in call
     order), ``variables`` to return, ``duals`` (constraints whose duals follow),
-    ``solver``, ``rule``, ``refine`` (Newton-polish solutions, default True),
-    ``warm_start`` and solver options."""
+    ``solver``, ``rule``, ``proximal``, ``refine`` (Newton-polish solutions, default True),
+    ``warm_start``, ``on_failure`` ("raise" or "nan") and solver options. Statuses are on
+    ``result.solution`` (and ``result.status_codes``)."""
 
     def __init__(self, problem, parameters, variables, duals=(), solver: str = "clarabel",
-                 rule=None, refine: bool = True, warm_start: bool = False, **opts) -> None:
+                 rule=None, refine: bool = True, warm_start: bool = False,
+                 on_failure: str = "raise", proximal: float | None = None, **opts) -> None:
         self.core = LayerCore(problem, parameters, variables, duals, solver=solver, rule=rule,
-                              refine=refine, **opts)
+                              refine=refine, on_failure=on_failure, proximal=proximal, **opts)
         self.warm_start = warm_start
+
+    def __repr__(self) -> str:
+        return self.core.describe("NumpyLayer")
 
     @property
     def compiled(self):
@@ -39,7 +44,9 @@ class NumpyLayer:
 
     def solve(self, *params, **solver_args) -> "LayerResult":
         core = self.core
-        params = [np.asarray(p, dtype=float) for p in params]
+        raw = [np.asarray(p) for p in params]
+        core.check_dtypes([p.dtype.kind for p in raw])
+        params = [p.astype(float) for p in raw]
         batch = core.batch_size([p.shape for p in params])
         B = batch or 1
         theta = np.concatenate([np.ones((B, 1))] + [
@@ -47,7 +54,6 @@ class NumpyLayer:
             for p, (_, size, _) in zip(params, core.parameter_layout(), strict=True)], axis=1)
         data = [core.maps[k].apply(theta) for k in BLOCKS]
         solution = core.solve(theta, *data, warm_start=self.warm_start, **solver_args)
-        core.check_solved(solution)
         return LayerResult(core, solution, [p.shape for p in params], batch)
 
 
@@ -57,6 +63,7 @@ class LayerResult:
     def __init__(self, core: LayerCore, solution, shapes, batch) -> None:
         self.core, self.solution, self.shapes, self.batch = core, solution, shapes, batch
         self.outputs = self._outputs(solution.x, solution.y)
+        self.status_codes = self._unbatch(core.status_codes(solution))
 
     def _unbatch(self, a):
         return a if self.batch is not None else a[0]

@@ -76,7 +76,6 @@ class _ConeSolve(torch.autograd.Function):
     @staticmethod
     def forward(P, c, A, b, theta, core, options, box):
         solution = core.solve(_numpy(theta), *(_numpy(t) for t in (P, c, A, b)), **options)
-        core.check_solved(solution)
         box.solution = solution
         return (torch.as_tensor(solution.x, device=theta.device),
                 torch.as_tensor(solution.y, device=theta.device))
@@ -111,18 +110,26 @@ class TorchLayer(torch.nn.Module):
     ``problem``: a DPP diffdsl Problem; ``parameters``: its Parameters in call order (all of
     them); ``variables``: the Variables to return; ``duals``: constraints whose dual values
     to return after the variables (a tuple of tensors for SOC/exp/pow constraints);
-    ``solver``, ``rule`` and solver options as for ``Problem.compile``; ``refine``: polish
-    every solution by Newton's method before returning it (default True: outputs and their
-    derivatives are then exact to ~1e-15). ``warm_start=True`` reuses the previous call's
-    solution when the batch size matches (SCS, OSQP).
+    ``solver``, ``rule``, ``proximal`` and solver options as for ``Problem.compile``;
+    ``refine``: polish every solution by Newton's method before returning it (default True:
+    outputs and their derivatives are then exact to ~1e-15). ``warm_start=True`` reuses the
+    previous call's solution when the batch size matches (SCS, OSQP). ``on_failure``:
+    "raise" (``diffdsl.SolverError`` naming the failed batch elements) or "nan" (those
+    elements come back NaN with zero gradients). ``return_status=True`` appends the per
+    element status codes (indices into ``list(diffdsl.SolveStatus)``, 0 = optimal) to the
+    outputs. ``layer.last_solution`` is the ``Solution`` of the latest call (statuses,
+    residuals, derivative flags).
     """
 
     def __init__(self, problem, parameters, variables, duals=(), solver: str = "clarabel",
-                 rule=None, refine: bool = True, warm_start: bool = False, **opts) -> None:
+                 rule=None, refine: bool = True, warm_start: bool = False,
+                 on_failure: str = "raise", return_status: bool = False,
+                 proximal: float | None = None, **opts) -> None:
         super().__init__()
         self.core = LayerCore(problem, parameters, variables, duals, solver=solver, rule=rule,
-                              refine=refine, **opts)
-        self.warm_start = warm_start
+                              refine=refine, on_failure=on_failure, proximal=proximal, **opts)
+        self.warm_start, self.return_status = warm_start, return_status
+        self.last_solution = None
         self._maps = {k: None for k in BLOCKS}
         self._device = None
 
@@ -140,6 +147,8 @@ class TorchLayer(torch.nn.Module):
         core = self.core
         if not params or not all(isinstance(p, torch.Tensor) for p in params):
             params = tuple(torch.as_tensor(p) for p in params)
+        core.check_dtypes(["c" if p.is_complex() else "b" if p.dtype == torch.bool
+                           else "f" for p in params])
         batch = core.batch_size([tuple(p.shape) for p in params])
         B = batch or 1
         device = params[0].device
@@ -152,14 +161,26 @@ class TorchLayer(torch.nn.Module):
         maps = self._data_maps(device)
         data = [_apply(maps[k], theta[:1] if core.constant[k] else theta) for k in BLOCKS]
         options = {"warm_start": self.warm_start, **(solver_args or {})}
-        x, y = _ConeSolve.apply(*data, theta, core, options, _Box())
+        box = _Box()
+        x, y = _ConeSolve.apply(*data, theta, core, options, box)
+        self.last_solution = box.solution
         outputs = [x[:, o.offset:o.offset + o.size].reshape((B,) + o.shape)
                    for o in core.outputs]
         for group in core.dual_groups:
             parts = [_apply(_pair(o.linear, device), y).reshape((B,) + o.shape)
                      for o in group]
             outputs.append(parts[0] if len(parts) == 1 else tuple(parts))
-        return tuple(_finish(o, batch, dtype) for o in outputs)
+        outputs = [_finish(o, batch, dtype) for o in outputs]
+        if self.return_status:
+            codes = torch.as_tensor(core.status_codes(box.solution), device=device)
+            outputs.append(codes if batch is not None else codes[0])
+        return tuple(outputs)
+
+    def extra_repr(self) -> str:
+        return self.core.describe("TorchLayer")
+
+    def __repr__(self) -> str:
+        return self.extra_repr()
 
 
 def _finish(out, batch, dtype):

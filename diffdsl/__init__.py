@@ -11,7 +11,9 @@ from .atoms import __all__ as _atom_names
 from .constraints import PSD, SOC, Constraint, Equality, ExpCone, Inequality, PowCone3D
 from .compiled import CompiledProblem, Solution
 from .diff.rules import DerivativeRule
-from .errors import DCPError, DiffdslError, DPPError, ParameterValueError, ShapeError
+from .errors import (DCPError, DegenerateDerivativeWarning, DiffdslError, DiffdslWarning,
+                     DomainError, DPPError, NonUniqueSolutionWarning, ParameterValueError,
+                     ShapeError)
 from .interop import from_cvxpy
 from .solvers import SolverError, SolveStatus
 from .expressions import Constant, Curvature, Expression, Monotonicity, Parameter, Sign, Variable
@@ -26,7 +28,8 @@ __all__ = [
     "Variable", "Parameter", "Constant", "Expression", "Sign", "Curvature", "Monotonicity",
     "Minimize", "Maximize", "Objective", "Problem",
     "Constraint", "Equality", "Inequality", "PSD", "SOC", "ExpCone", "PowCone3D",
-    "DiffdslError", "DCPError", "DPPError", "ParameterValueError", "ShapeError",
+    "DiffdslError", "DCPError", "DPPError", "ParameterValueError", "ShapeError", "DomainError",
+    "DiffdslWarning", "NonUniqueSolutionWarning", "DegenerateDerivativeWarning",
     "curvature_report", "find_culprit", "__version__",
     "CompiledProblem", "Solution", "SolveStatus", "SolverError", "from_cvxpy",
     "DerivativeRule",

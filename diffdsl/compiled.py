@@ -12,15 +12,17 @@ import concurrent.futures
 import dataclasses
 import os
 import time
+import warnings
 
 import numpy as np
 
 from .compile.problem_canon import canonicalize_problem
 from .diff.rules import as_rule, perturbed_vjp
-from .errors import ParameterValueError
+from .errors import DegenerateDerivativeWarning, NonUniqueSolutionWarning, ParameterValueError
 from .solvers.base import ConeProgramData, RawSolution, SolveStatus, get_adapter
 
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None
+CERTIFICATE_TOL = 1e-4     # relative violation up to which an infeasibility certificate verifies
 
 
 def default_executor() -> concurrent.futures.Executor:
@@ -34,7 +36,10 @@ class CompiledProblem:
     """A DPP problem compiled once into a parametric cone program for one solver."""
 
     def __init__(self, problem, parameters=None, variables=None, solver: str = "clarabel",
-                 parameters_as_constants: bool = False, rule=None, **opts) -> None:
+                 parameters_as_constants: bool = False, rule=None,
+                 proximal: float | None = None, **opts) -> None:
+        """``proximal=ρ`` adds ρ/2·Σ‖v‖² over the problem's variables to the objective (part
+        of the model: values and objective include it), making the solution unique."""
         problem.check_dcp()
         if not parameters_as_constants:
             problem.check_dpp()
@@ -46,11 +51,12 @@ class CompiledProblem:
                 f"parameters must include every Parameter of the problem; missing {missing}")
         self.variables = list(problem.variables() if variables is None else variables)
         self.problem = problem
+        self.proximal = _check_proximal(proximal)
         self.adapter = get_adapter(solver)
         self.options = self.adapter.options(opts)
         started = time.perf_counter()
         self.program = canonicalize_problem(
-            problem, self.parameters,
+            with_proximal_term(problem, self.proximal), self.parameters,
             quadratic_objective=self.adapter.accepts_quadratic,
             parameters_as_constants=parameters_as_constants)
         self.compile_time = time.perf_counter() - started
@@ -58,6 +64,29 @@ class CompiledProblem:
         self.sense = 1.0 if problem.objective.sense == "minimize" else -1.0
         self.rule = as_rule(rule)
         self._last: list[RawSolution] | None = None
+        self._contract = None
+        self._warned_unique = False
+
+    # contracts ------------------------------------------------------------------------
+    def contract(self):
+        """The problem, solution convention, derivative rule and tolerances, stated
+        (``diffdsl.contract.Contract``; ``print`` it)."""
+        from .contract import contract_of
+        if self._contract is None:
+            self._contract = contract_of(self)
+        return self._contract
+
+    def warn_if_not_unique(self, singular: list[int]) -> None:
+        """Warn (once per compiled problem) when elements' derivative systems are singular —
+        their solutions are not unique — and uniqueness is not structural."""
+        if self._warned_unique or not singular or self.contract().unique:
+            return
+        self._warned_unique = True
+        warnings.warn(f"the solutions of element(s) {singular[:10]} are not unique (singular "
+                      "derivative system): values and derivatives are the solver's choice; "
+                      "compile with proximal=ρ to add ρ/2·Σ‖v‖² to the model and make them "
+                      f"unique (problem: {self.problem})", NonUniqueSolutionWarning,
+                      stacklevel=4)
 
     # parameter values -------------------------------------------------------------
     def theta(self, *values) -> tuple[np.ndarray, int | None]:
@@ -78,7 +107,7 @@ class CompiledProblem:
         for p, v in zip(self.parameters, values, strict=True):
             if v is None:
                 raise ParameterValueError(f"Parameter {p.name!r} has no value")
-            arr = np.asarray(v, dtype=float)
+            arr = real_array(v, p.name)
             if arr.shape == p.shape:
                 arrays.append((arr.reshape(1, -1), False))
                 p.check_batch(arr.reshape((1,) + p.shape))
@@ -106,19 +135,27 @@ class CompiledProblem:
 
     # solving -------------------------------------------------------------------------
     def solve(self, *values, executor: concurrent.futures.Executor | None = None,
-              warm_start: bool = False, refine: bool = False, **opts) -> "Solution":
+              warm_start: bool = False, refine: bool = False, on_failure: str = "nan",
+              **opts) -> "Solution":
         """Solve at the given parameter values; see the module docstring. ``refine=True``
-        polishes each solution by Newton steps on the residual map (``Solution.refine``)."""
+        polishes each solution by Newton steps on the residual map (``Solution.refine``).
+        ``on_failure``: "nan" (elements not solved to optimality carry their status, NaN
+        values and zero gradients; the rest of the batch is unaffected) or "raise" (a
+        ``SolverError`` naming the failed elements, their statuses and residuals)."""
         theta, batch = self.theta(*values)
         return self.solve_program(ProgramValues.at(self.program, theta), batch,
                                   executor=executor, warm_start=warm_start, refine=refine,
-                                  **opts)
+                                  on_failure=on_failure, **opts)
 
     def solve_program(self, data: "ProgramValues", batch: int | None = None,
                       executor: concurrent.futures.Executor | None = None,
-                      warm_start: bool = False, refine: bool = False, **opts) -> "Solution":
+                      warm_start: bool = False, refine: bool = False, on_failure: str = "nan",
+                      **opts) -> "Solution":
         """Solve the cone programs given by their numeric data directly (the layers compute
         (P, c, A, b) = T·θ̃ in their own framework and call this)."""
+        if on_failure not in ("nan", "raise"):
+            raise ValueError(f"on_failure must be 'nan' or 'raise', got {on_failure!r}")
+        data.check_finite()
         instances = data.instances(self.program)
         options = self.adapter.options({**self.options, **opts})
         reuse = (warm_start and self.adapter.supports_warm_start and self._last is not None
@@ -132,7 +169,9 @@ class CompiledProblem:
             pool = executor or default_executor()
             raws = list(pool.map(solve_instance, *zip(*args, strict=True)))
         self._last = raws
-        solution = Solution(self, raws, data, batch)
+        solution = Solution(self, raws, data, batch, options)
+        if on_failure == "raise":
+            solution.raise_failures()
         return solution.refine() if refine else solution
 
 
@@ -165,6 +204,19 @@ class ProgramValues:
         return (self.P[:, i % self.P.shape[1]], self.A[:, i % self.A.shape[1]],
                 self.b[:, i], self.c[:, i])
 
+    def check_finite(self) -> None:
+        """Raise DomainError naming the elements whose data overflowed to inf or NaN."""
+        bad = np.zeros(self.batch, bool)
+        for block in (self.P, self.A, self.b, self.c):
+            if block.size:
+                column_bad = ~np.isfinite(block).all(axis=0)
+                bad |= column_bad if column_bad.size == self.batch else column_bad.any()
+        if bad.any():
+            from .errors import DomainError
+            raise DomainError(f"the cone program data of batch element(s) "
+                              f"{np.flatnonzero(bad)[:10].tolist()} are not finite (parameter "
+                              "values too large for the problem's coefficients)")
+
     def select(self, i: int) -> "ProgramValues":
         """Element i alone."""
         P, A, b, c = self.element(i)
@@ -180,6 +232,51 @@ class ProgramValues:
         """P or A values with the shared column repeated to (nnz, B)."""
         values = getattr(self, block)
         return values if values.shape[1] == self.batch else np.repeat(values, self.batch, 1)
+
+
+def _ratio(violation: np.ndarray, scale: np.ndarray) -> float:
+    """‖violation‖∞ / ‖scale‖∞ (0 when both vanish)."""
+    top = float(np.abs(violation).max(initial=0.0))
+    bottom = float(np.abs(scale).max(initial=0.0))
+    return top / bottom if bottom > 0 else (0.0 if top == 0 else float("inf"))
+
+
+def real_array(value, name: str) -> np.ndarray:
+    """``value`` as a float64 array, or a ParameterValueError when it is not real numbers
+    (complex, boolean, strings, objects)."""
+    try:
+        arr = np.asarray(value)
+    except Exception as err:                 # ragged nested sequences and the like
+        raise ParameterValueError(f"Parameter {name!r}: cannot read the value as an array "
+                                  f"({err})") from None
+    if arr.dtype.kind not in "iuf":
+        raise ParameterValueError(f"Parameter {name!r}: values must be real numbers; got "
+                                  f"dtype {arr.dtype}")
+    return arr.astype(float, copy=False)
+
+
+def _check_proximal(rho):
+    if rho is None or rho == 0:
+        return None
+    if not isinstance(rho, (int, float)) or isinstance(rho, bool) or not rho > 0 \
+            or not np.isfinite(rho):
+        raise ValueError(f"proximal must be a positive finite number (ρ in ρ/2·‖x‖²), got "
+                         f"{rho!r}")
+    return float(rho)
+
+
+def with_proximal_term(problem, rho):
+    """The problem with ρ/2·Σ‖v‖² added to a minimized objective (subtracted from a
+    maximized one), or the problem itself when ρ is None."""
+    if rho is None:
+        return problem
+    from .atoms import sum_squares
+    from .problem import Maximize, Minimize, Problem
+    term = sum(sum_squares(v) for v in problem.variables()) * (rho / 2)
+    objective = problem.objective
+    if objective.sense == "minimize":
+        return Problem(Minimize(objective.expr + term), problem.constraints)
+    return Problem(Maximize(objective.expr - term), problem.constraints)
 
 
 def solve_instance(adapter_name: str, data: ConeProgramData, options: dict,
@@ -202,11 +299,13 @@ class Solution:
     """
 
     def __init__(self, compiled: CompiledProblem, raws: list[RawSolution],
-                 data: ProgramValues, batch: int | None) -> None:
+                 data: ProgramValues, batch: int | None, options: dict | None = None) -> None:
         self.compiled = compiled
         self.data = data
         self.rule = compiled.rule
-        self.tolerances = dict(compiled.options)
+        self.tolerances = dict(compiled.options if options is None else options)
+        #: relative KKT residual above which an "optimal" answer is reported inaccurate
+        self.accuracy_threshold = max(1e-6, 100 * compiled.adapter.accuracy(self.tolerances))
         self._derivatives: dict = {}
         self.batched = batch is not None
         self.raw = raws
@@ -214,8 +313,21 @@ class Solution:
         self.iterations = np.array([r.iterations for r in raws])
         self.solve_time = np.array([r.solve_time for r in raws])
         self.solver_wall_time = np.array([r.wall_time for r in raws])
+        self._check_certificates()
         self._statistics(np.array([r.x for r in raws]).T, np.array([r.y for r in raws]).T,
                          np.array([r.s for r in raws]).T)
+        self._check_accuracy()
+
+    def _check_accuracy(self, refined=()) -> None:
+        """Our own KKT check of every answer: an element the solver calls optimal whose
+        relative KKT residual exceeds ``accuracy_threshold`` is reported optimal_inaccurate;
+        a ``refined`` element that passes it is reported optimal."""
+        for i, status in enumerate(self.status):
+            if status.is_optimal:
+                if self.kkt_residual[i] > self.accuracy_threshold:
+                    self.status[i] = SolveStatus.OPTIMAL_INACCURATE
+                elif i in refined:
+                    self.status[i] = SolveStatus.OPTIMAL
 
     def _statistics(self, X: np.ndarray, Y: np.ndarray, S: np.ndarray) -> None:
         """Residuals, gap, objective and values from (n, B), (m, B), (m, B) solutions."""
@@ -223,9 +335,19 @@ class Solution:
         prog = compiled.program
         A_vals, P_vals, b, c, d = data.full("A"), data.full("P"), data.b, data.c, data.d
         Px = prog.P.symmetric_matvec(P_vals, X)
-        self.primal_residual = max_abs(prog.A.matvec(A_vals, X) + S - b)
-        self.dual_residual = max_abs(Px + prog.A.rmatvec(A_vals, Y) + c)
+        Ax, ATy = prog.A.matvec(A_vals, X), prog.A.rmatvec(A_vals, Y)
+        self.primal_residual = max_abs(Ax + S - b)
+        self.dual_residual = max_abs(Px + ATy + c)
         self.gap = np.abs(np.sum(X * Px + c * X, axis=0) + np.sum(b * Y, axis=0))
+        with np.errstate(invalid="ignore", over="ignore"):
+            self.kkt_residual = np.maximum.reduce([
+                self.primal_residual / (1 + np.maximum.reduce([max_abs(b), max_abs(Ax),
+                                                               max_abs(S)])),
+                self.dual_residual / (1 + np.maximum.reduce([max_abs(c), max_abs(Px),
+                                                             max_abs(ATy)])),
+                np.abs(np.sum(S * Y, axis=0)) / (1 + np.abs(np.sum(X * Px, axis=0))
+                                                 + np.abs(np.sum(c * X, axis=0))
+                                                 + np.abs(np.sum(b * Y, axis=0)))])
         value = compiled.sense * (np.sum(0.5 * X * Px + c * X, axis=0) + d)
         optimal = np.array([s.is_optimal for s in self.status])
         infeasible = np.array([s is SolveStatus.INFEASIBLE for s in self.status])
@@ -235,16 +357,90 @@ class Solution:
         self.objective[unbounded] = -compiled.sense * np.inf
         self.x, self.y, self.s = (np.where(optimal[:, None], M.T, np.nan) for M in (X, Y, S))
 
+    # failures --------------------------------------------------------------------------
+    def failures(self) -> list[int]:
+        """Indices of the elements not solved to optimality."""
+        return [i for i, st in enumerate(self.status) if not st.is_optimal]
+
+    def raise_failures(self) -> None:
+        """Raise ``SolverError`` naming every failed element with its status, residuals and
+        what to try; do nothing when all are optimal."""
+        bad = self.failures()
+        if not bad:
+            return
+        lines = [f"{len(bad)} of {len(self.status)} problem(s) not solved to optimality:"]
+        for i in bad[:10]:
+            st = self.status[i]
+            lines.append(f"  element {i}: {st.value} (primal residual "
+                         f"{self.primal_residual[i]:.1e}, dual residual "
+                         f"{self.dual_residual[i]:.1e}) — {st.hint}")
+        if len(bad) > 10:
+            lines.append(f"  ... and {len(bad) - 10} more")
+        from .solvers import SolverError
+        raise SolverError("\n".join(lines))
+
+    def certificate(self, i: int = 0) -> dict | None:
+        """The solver's certificate for an element it reported infeasible or unbounded,
+        normalized and checked, or None when it reported neither or gave no usable one.
+
+        infeasible: y with Aᵀy = 0, bᵀy = −1, y ∈ K* (no x satisfies Ax + s = b, s ∈ K);
+        unbounded: x with Px = 0, Ax + s = 0 (s ∈ K), cᵀx = −1 (a descent ray).
+        ``residual`` and ``cone_distance`` are relative: ‖Aᵀy‖∞ against ‖|A|ᵀ|y|‖∞ (how
+        completely the combination cancels; likewise for Px and the slack's cone distance),
+        so they do not depend on how y is scaled; ``verified`` says both are at most
+        ``CERTIFICATE_TOL``."""
+        from .cones import projections
+        raw, prog = self.raw[i], self.compiled.program
+        status = raw.status                    # the solver's claim (self.status may be
+        #                                        solver_error when this does not verify)
+        P_vals, A_vals, b, c = self.data.element(i)
+        A, P = prog.A.matrix(A_vals), prog.P.symmetric_matrix(P_vals)
+        if status is SolveStatus.INFEASIBLE:
+            kind, v, scale = "infeasible", np.asarray(raw.y, float), -float(b @ raw.y)
+        elif status is SolveStatus.UNBOUNDED:
+            kind, v, scale = "unbounded", np.asarray(raw.x, float), -float(c @ raw.x)
+        else:
+            return None
+        if not np.all(np.isfinite(v)) or not scale > 0:
+            return None
+        v = v / scale
+        absA, absP = abs(A), abs(P)
+        if kind == "infeasible":           # cancellation: ‖Aᵀy‖ against ‖|A|ᵀ|y|‖
+            residual = _ratio(A.T @ v, absA.T @ np.abs(v))
+            distance = _ratio(v - projections.project(v, prog.cones, dual=True), np.abs(v))
+        else:
+            slack = -(A @ v)
+            residual = _ratio(P @ v, absP @ np.abs(v))
+            distance = _ratio(slack - projections.project(slack, prog.cones),
+                              absA @ np.abs(v))
+        out = {"kind": kind, "y" if kind == "infeasible" else "x": v,
+               "residual": float(residual), "cone_distance": float(distance)}
+        out["verified"] = max(out["residual"], out["cone_distance"]) <= CERTIFICATE_TOL
+        return out
+
+    def _check_certificates(self) -> None:
+        """An infeasible/unbounded report whose certificate exists but does not verify is
+        reported as a solver error (the data are likely too badly scaled)."""
+        for i, status in enumerate(self.status):
+            if status in (SolveStatus.INFEASIBLE, SolveStatus.UNBOUNDED):
+                cert = self.certificate(i)
+                if cert is not None and not cert["verified"]:
+                    self.status[i] = SolveStatus.SOLVER_ERROR
+
     def refine(self) -> "Solution":
         """Newton-refine every optimal element on the embedding's residual map (see
         ``diff.hsde``): solutions become accurate to ~1e-15 where the solution map is
         differentiable, and the factorization is kept for the derivative."""
         X, Y, S = self.x.T.copy(), self.y.T.copy(), self.s.T.copy()
+        refined = set()
         for i, status in enumerate(self.status):
             if status.is_optimal:
                 d = self.derivative(i)
-                X[:, i], Y[:, i], S[:, i] = d.x, d.y, d.s
+                if d.refined:                   # else the solver's answer is kept
+                    X[:, i], Y[:, i], S[:, i] = d.x, d.y, d.s
+                    refined.add(i)
         self._statistics(X, Y, S)
+        self._check_accuracy(refined)
         return self
 
     def _unbatch(self, stacked):
@@ -311,12 +507,21 @@ class Solution:
     def data_vjp(self, gx: np.ndarray, gy: np.ndarray, **rule) -> list:
         """Reverse mode on the cone program's data: per element, the gradient of
         ⟨gx[i], x⟩ + ⟨gy[i], y⟩ with respect to (P values, c, A values, b)
-        (``hsde.DataCotangent``); gx (B, n), gy (B, m)."""
-        B = len(self.status)
-        if self.rule.name == "perturbed":
-            return [self._perturbed(i, gx[i]) for i in range(B)]
+        (``hsde.DataCotangent``); gx (B, n), gy (B, m). Failed elements get zero."""
+        from .diff.hsde import DataCotangent
+        self._check_derivatives(**rule)
         zero = np.zeros(gy.shape[1])
-        return [self.derivative(i, **rule).vjp(gx[i], gy[i], zero) for i in range(B)]
+        out = []
+        for i in range(len(self.status)):
+            if not self.status[i].is_optimal:
+                P, A, b, c = self.data.element(i)
+                out.append(DataCotangent(np.zeros_like(P), np.zeros_like(c),
+                                         np.zeros_like(A), np.zeros_like(b)))
+            elif self.rule.name == "perturbed":
+                out.append(self._perturbed(i, gx[i]))
+            else:
+                out.append(self.derivative(i, **rule).vjp(gx[i], gy[i], zero))
+        return out
 
     def _perturbed(self, i: int, gx: np.ndarray):
         compiled = self.compiled
@@ -335,11 +540,43 @@ class Solution:
 
     def data_jvp(self, tangents, **rule) -> tuple[np.ndarray, np.ndarray]:
         """Forward mode on the data: per element tangents (dP values, dc, dA values, db) →
-        (dx (B, n), dy (B, m))."""
+        (dx (B, n), dy (B, m)). Failed elements get zero."""
         if self.rule.name == "perturbed":
             raise ValueError("the perturbed (LPGD) rule has no forward mode; use 'implicit'")
-        out = [self.derivative(i, **rule).jvp(*t) for i, t in enumerate(tangents)]
-        return np.array([o[0] for o in out]), np.array([o[1] for o in out])
+        self._check_derivatives(**rule)
+        prog = self.compiled.program
+        dx, dy = np.zeros((len(self.status), prog.n)), np.zeros((len(self.status), prog.m))
+        for i, t in enumerate(tangents):
+            if self.status[i].is_optimal:
+                dx[i], dy[i], _ = self.derivative(i, **rule).jvp(*t)
+        return dx, dy
+
+    def derivative_flags(self, i: int = 0, **rule) -> list[str]:
+        """Why element i's derivative should not be trusted (empty when it can be):
+        failed solve, degenerate (strict complementarity fails), singular or ill-conditioned
+        backward system, not converged."""
+        if not self.status[i].is_optimal:
+            return [f"not solved: {self.status[i].value} (zero derivative)"]
+        if self.rule.name == "perturbed":
+            return []
+        return self.derivative(i, **rule).flags()
+
+    def _check_derivatives(self, **rule) -> None:
+        """Warn once per solution about elements whose derivative is flagged, and about a
+        problem whose solution need not be unique."""
+        if getattr(self, "_warned", False):
+            return
+        self._warned = True
+        flagged = {i: f for i in range(len(self.status))
+                   if self.status[i].is_optimal and (f := self.derivative_flags(i, **rule))}
+        self.compiled.warn_if_not_unique([i for i, f in flagged.items()
+                                          if any(x.startswith("singular") for x in f)])
+        if flagged:
+            shown = "; ".join(f"element {i}: {', '.join(f)}" for i, f in
+                              list(flagged.items())[:5])
+            warnings.warn(f"derivatives of {len(flagged)} element(s) are not reliable — "
+                          f"{shown}. See Solution.derivative_flags(i).",
+                          DegenerateDerivativeWarning, stacklevel=3)
 
     def jacobian(self, **rule) -> np.ndarray:
         """Dense d(variables)/d(parameters): rows are the compiled variables' entries (C

@@ -14,6 +14,11 @@ class ParameterValueError(DiffdslError, ValueError):
     """A value assigned to a Parameter (or Variable) that violates its shape or attributes."""
 
 
+class DomainError(DiffdslError, ValueError):
+    """A constant subexpression (constants and parameter values) evaluates outside its
+    atom's domain, e.g. log of a nonpositive value."""
+
+
 class DCPError(DiffdslError):
     """A problem that does not follow the disciplined convex programming rules.
 
@@ -46,3 +51,18 @@ class DPPError(DCPError):
     """A DCP problem whose data would not be affine in its parameters (DPP rules broken)."""
 
     kind = "DPP"
+
+
+class DiffdslWarning(UserWarning):
+    """Base class of every warning diffdsl issues."""
+
+
+class NonUniqueSolutionWarning(DiffdslWarning):
+    """The problem's solution need not be unique, so its derivative depends on which
+    solution the solver returns. Compile with ``proximal=ρ`` to make it unique."""
+
+
+class DegenerateDerivativeWarning(DiffdslWarning):
+    """A derivative was requested where the solution map is not (reliably) differentiable:
+    strict complementarity fails, the backward system is singular or ill-conditioned, or the
+    solution did not converge. The flagged elements are listed on the solution."""

@@ -230,3 +230,14 @@ def test_sparse_constant_matrices_compile_without_densifying():
     z = dd.Variable(20_000)
     program = dd.Problem(dd.Minimize(dd.sum_squares(z)), [big @ z <= 1]).compile().program
     assert program.A.indices.size == big.nnz
+
+
+def test_parameter_expressions_that_are_constant_compile_as_data():
+    """power(P, 0) is constant for the DPP analysis; the compiler must agree (found by the
+    property tests: it used to canonicalize inv_pos(power(P, 0)) with an epigraph variable
+    and then fail to form a product)."""
+    P, x = dd.Parameter((3, 3)), dd.Variable(3)
+    prob = dd.Problem(dd.Minimize(dd.sum(dd.inv_pos(dd.power(P, 0)) @ x) + dd.sum_squares(x)))
+    assert prob.is_dpp()
+    sol = prob.compile().solve(np.ones((3, 3)))         # P's value never matters
+    np.testing.assert_allclose(sol[x], -1.5 * np.ones(3), atol=1e-7)

@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..compile.context import broadcast_rows
-from ..errors import ShapeError
+from ..errors import DomainError, ShapeError
 from ..expressions.dcp import Curvature, Monotonicity, Sign, mul_sign, sum_sign
 from ..expressions.expression import (PREC_ADD, PREC_MUL, PREC_UNARY, Expression,
                                       as_expression)
@@ -243,7 +243,11 @@ class DivExpression(MonotoneSemidefinite, Atom):
         x = broadcast_rows(args[0], self.args[0].shape, self.shape)
         y = broadcast_rows(args[1], self.args[1].shape, self.shape)
         if y.is_parameter_free() and y.is_variable_free():
-            return x.scale(1.0 / y.constant_value())
+            denominator = y.constant_value()
+            if np.any(denominator == 0):
+                raise DomainError(f"{self}: the denominator {self.args[1]} has zero entries "
+                                  f"(value {self.args[1].value})")
+            return x.scale(1.0 / denominator)
         raise ValueError("division by a parameter reached canonicalization; it is not DPP")
 
     def format(self) -> str:

@@ -44,6 +44,13 @@ class Power(Elementwise):
     def _constant(self, dpp: bool) -> bool:
         return self.p == 0 or super()._constant(dpp)
 
+    @property
+    def value(self):
+        """x⁰ = 1 whatever x is (even without a value): power(x, 0) is constant."""
+        if self.p == 0:
+            return np.ones(self.shape) if self.shape else 1.0
+        return super().value
+
     def sign_from_args(self) -> Sign:
         return self.args[0].sign if self.p == 1 else Sign.NONNEG
 

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.special
 
-from ..errors import ShapeError
+from ..errors import DomainError, ShapeError
 from ..expressions.dcp import Curvature, Monotonicity, Sign
 from ..expressions.expression import Expression, as_expression
 from ..expressions.shapes import Shape
@@ -93,7 +93,11 @@ class QuadOverLin(Atom):
         y = args[1]
         if not (y.is_variable_free() and y.is_parameter_free()):
             return None
-        return args[0], sp.identity(self.args[0].size, format="csr") * (2.0 / y.constant_value()[0])
+        denominator = y.constant_value()[0]
+        if not denominator > 0:
+            raise DomainError(f"{self}: the denominator {self.args[1]} must be positive "
+                              f"(value {denominator:g})")
+        return args[0], sp.identity(self.args[0].size, format="csr") * (2.0 / denominator)
 
 
 class QuadForm(Atom):

@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..cones.cones import svec_indices
+from ..errors import DomainError
 from ..expressions.expression import Expression
 from ..expressions.leaves import Constant, Parameter, Variable
 from .tensor import AffineTensor, vstack
@@ -94,15 +95,16 @@ class CanonContext:
         value = expr.value
         data = value.data if sp.issparse(value) else value
         if not np.all(np.isfinite(data)):
-            raise ValueError(f"the constant subexpression {expr} is not finite "
+            raise DomainError(f"the constant subexpression {expr} is not finite "
                              f"({value}); its arguments lie outside the atom's domain")
         return value
 
     def is_data(self, expr: Expression) -> bool:
-        """No variables, and no parameters that stay symbolic."""
+        """No variables, and a value that does not depend on symbolic parameters (the DPP
+        analysis' constants: power(p, 0) is data even though p is a parameter)."""
         if expr.variables():
             return False
-        return self.parameters_as_constants or not any(
+        return self.parameters_as_constants or expr.is_constant(dpp=True) or not any(
             p.id in self.parameter_offsets for p in expr.parameters())
 
     # new variables and constants -------------------------------------------------

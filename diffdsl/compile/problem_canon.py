@@ -14,6 +14,7 @@ from ..atoms.affine_arithmetic import AddExpression, DivExpression, Multiply, Ne
 from ..atoms.affine_structural import Sum
 from ..atoms.powers import Power
 from ..atoms.quadratic import Huber, SumSquares
+from ..errors import DomainError
 from ..expressions.expression import Expression
 from .context import CanonContext
 from .program import ParamConeProgram, build_program
@@ -66,8 +67,10 @@ def objective_rows(ctx: CanonContext, expr: Expression, weight: AffineTensor) ->
         if isinstance(expr, DivExpression) and expr.args[1].size == 1:
             denominator = ctx.canon(expr.args[1])
             if denominator.is_variable_free() and denominator.is_parameter_free():
-                return objective_rows(ctx, expr.args[0],
-                                      weight.scale(1.0 / denominator.constant_value()))
+                value = denominator.constant_value()
+                if np.any(value == 0):
+                    raise DomainError(f"{expr}: division by a zero constant")
+                return objective_rows(ctx, expr.args[0], weight.scale(1.0 / value))
         quadratic = quadratic_form(ctx, expr)
         if quadratic is not None:
             rows, Q, rest = quadratic

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..cones.cones import CONE_ORDER, ConeDims
+from ..errors import DomainError
 from .context import CanonContext
 from .tensor import AffineTensor, unique_inverse, vstack
 
@@ -159,6 +160,11 @@ def build_program(ctx: CanonContext, objective: AffineTensor) -> ParamConeProgra
         psd=tuple(d_ for b in blocks if b.kind == "psd" for d_ in b.dims),
         exp=sum(b.rows.rows // 3 for b in blocks if b.kind == "exp"),
         pow=tuple(a for b in blocks if b.kind == "pow" for a in b.dims))
+    for name, T in (("A", A.T), ("P", P.T), ("b", b), ("c", c), ("d", d)):
+        if not np.all(np.isfinite(T.data)):
+            raise DomainError(f"the cone program's {name} has non-finite coefficients: a "
+                              "constant subexpression divides by zero or overflows (check "
+                              "constants and, for non-DPP problems, parameter values)")
     return ParamConeProgram(n, m, ctx.n_theta, cones, A, P, b, c, d, duals,
                             dict(ctx.variable_offsets))
 

@@ -33,6 +33,8 @@ from ..cones.cones import ConeDims
 from .linear import ITERATIVE_THRESHOLD
 from .system import DerivativeSystem
 
+ILL_CONDITIONED = 1e10      # LU pivot ratio above which a derivative is flagged
+NOT_CONVERGED = 1e-8        # relative KKT residual (after refinement) above which it is flagged
 REFINE_STEPS = 8
 LINE_SEARCH_HALVINGS = 12
 DENSE_SYSTEM_LIMIT = 400     # n + m up to which P, A and D are held as dense arrays
@@ -72,6 +74,9 @@ class SolutionDerivative:
             self.P = P_pattern.symmetric_matrix(P_values)
             self.A = A_pattern.matrix(A_values).tocsr()
         self.AT, self.b, self.c = self.A.T, b, c
+        #: ‖KKT residual‖ at the given (x, y, s) and at its projection z = (x, y − s)
+        self.raw_residual = float(np.linalg.norm(np.concatenate(
+            [self.P @ x + self.AT @ y + c, -(self.A @ x) + b - s])))
         z = np.concatenate([x, y - s])
         self.initial_residual = self.refined_residual = self._residual_norm(z)
         if refine and not reg and solver == "direct":
@@ -189,6 +194,31 @@ class SolutionDerivative:
     @property
     def condition_estimate(self) -> float:
         return self.system.condition_estimate()
+
+    @property
+    def refined(self) -> bool:
+        """Whether the refined point is better than the solver's: exact (residual ≤ 1e-12
+        relative), or at least no worse than the given (x, y, s), whose residual leaves out
+        complementarity."""
+        exact = self.refined_residual <= 1e-12 * (1.0 + np.linalg.norm(self.z))
+        return exact or self.refined_residual <= self.raw_residual
+
+    def flags(self) -> list[str]:
+        """Why this derivative should not be trusted (empty when it can be)."""
+        out = []
+        if self.counts["degenerate"]:
+            out.append(f"degenerate: strict complementarity fails at "
+                       f"{self.counts['degenerate']} cone entr(ies)")
+        if self.system.singular:
+            out.append("singular backward system (the solution or its multipliers are not "
+                       "unique); a least-squares derivative was used")
+        elif self.system.pivot_ratio > ILL_CONDITIONED:
+            out.append(f"ill-conditioned backward system (LU pivot ratio "
+                       f"{self.system.pivot_ratio:.1e})")
+        if self.refined_residual > NOT_CONVERGED * (1.0 + np.linalg.norm(self.z)):
+            out.append(f"not converged: KKT residual {self.refined_residual:.1e} after "
+                       "refinement")
+        return out
 
     @property
     def differentiable(self) -> bool:

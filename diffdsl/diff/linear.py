@@ -28,25 +28,43 @@ def dense_preferred(size: int, nnz: int) -> bool:
 
 class DirectSolver:
     """LU of M (a dense array: dense LU; a sparse matrix: SuperLU), with one step of
-    iterative refinement per solve."""
+    iterative refinement per solve. A singular M (pivots below 1e-14 relative, or SuperLU's
+    exact singularity) is flagged and answered by minimum-norm least squares (the dense
+    pseudo-inverse, or LSMR), so a derivative that does not exist comes back finite and
+    flagged, never as inf or NaN."""
 
     def __init__(self, M) -> None:
         self.dense = isinstance(M, np.ndarray)
         self.M = M if self.dense else sp.csc_matrix(M)
         self.n = M.shape[0]
         self.singular = False
+        self.least_squares = None
         if self.dense:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
                 self.lu = scipy.linalg.lu_factor(M, check_finite=False)
             pivots = np.abs(np.diag(self.lu[0]))
-            self.singular = bool(self.n and pivots.min() <= 1e-14 * max(pivots.max(), 1e-300))
+            self.singular = bool(self.n and not pivots.min() > 1e-14 * max(pivots.max(),
+                                                                              1e-300))
+            if self.singular:
+                self.least_squares = np.linalg.pinv(M, rcond=1e-12)
         else:
             try:
                 self.lu = spla.splu(self.M, permc_spec="COLAMD")
             except RuntimeError:       # "Factor is exactly singular"
                 self.singular = True
-                self.lu = spla.splu(self.M + 1e-14 * sp.identity(self.n, format="csc"))
+                self.least_squares = IterativeSolver(self.M, "lsmr")
+
+    @property
+    def pivot_ratio(self) -> float:
+        """max |U_ii| / min |U_ii| of the LU factors: a free lower bound on M's condition
+        number (infinite when singular)."""
+        if self.singular:
+            return float("inf")
+        if not self.n:
+            return 1.0
+        pivots = np.abs(np.diag(self.lu[0]) if self.dense else self.lu.U.diagonal())
+        return float(pivots.max() / pivots.min())
 
     def _raw(self, rhs: np.ndarray, transpose: bool) -> np.ndarray:
         if self.dense:
@@ -55,17 +73,24 @@ class DirectSolver:
         return self.lu.solve(rhs, trans="T" if transpose else "N")
 
     def solve(self, rhs: np.ndarray, transpose: bool = False) -> np.ndarray:
-        """M⁻¹ rhs (or M⁻ᵀ rhs), refined once."""
+        """M⁻¹ rhs (or M⁻ᵀ rhs), refined once; least squares when M is singular."""
+        if self.least_squares is not None:
+            if self.dense:
+                return (self.least_squares.T if transpose else self.least_squares) @ rhs
+            return self.least_squares.solve(rhs, transpose)
         M = self.M.T if transpose else self.M
         x = self._raw(rhs, transpose)
         return x + self._raw(rhs - M @ x, transpose)
 
     def condition_estimate(self) -> float:
-        """1-norm condition number estimate ‖M‖₁ ‖M⁻¹‖₁ (a few solves, no inverse)."""
-        inverse = spla.LinearOperator((self.n, self.n), matvec=lambda v: self._raw(v, False),
-                                      rmatvec=lambda v: self._raw(v, True), dtype=float)
+        """1-norm condition number estimate ‖M‖₁ ‖M⁻¹‖₁ (a few solves, no inverse);
+        infinite when M is singular."""
         if not self.n:
             return 1.0
+        if self.singular:
+            return float("inf")
+        inverse = spla.LinearOperator((self.n, self.n), matvec=lambda v: self._raw(v, False),
+                                      rmatvec=lambda v: self._raw(v, True), dtype=float)
         norm = np.abs(self.M).sum(axis=0).max() if self.dense else spla.norm(self.M, 1)
         return float(norm * spla.onenormest(inverse))
 
@@ -92,6 +117,10 @@ class IterativeSolver:
                            maxiter=20 * n)[0]
         self.last_residual = float(np.linalg.norm(M @ x - rhs) / max(np.linalg.norm(rhs), 1e-300))
         return x
+
+    @property
+    def pivot_ratio(self) -> float:
+        return float("nan")
 
     def condition_estimate(self) -> float:
         return float("nan")

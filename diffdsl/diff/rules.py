@@ -34,8 +34,13 @@ class DerivativeRule:
 
     def __str__(self) -> str:
         if self.name == "perturbed":
-            return f"perturbed (LPGD, τ = {self.tau:g})"
-        return "implicit" + (f" with damping ρ = {self.reg:g} (surrogate)" if self.reg else "")
+            return (f"perturbed (LPGD, τ = {self.tau:g}): the difference quotient of a re-solve "
+                    "at cost c + τ·g; reverse mode only")
+        if self.reg:
+            return (f"implicit with damping ρ = {self.reg:g}: solves with M + ρI, a "
+                    "surrogate with an O(ρ) bias")
+        return ("implicit: the exact derivative of the solution map (at a kink of a cone "
+                "projection, one element of its Clarke Jacobian, and the element is flagged)")
 
 
 def as_rule(rule) -> DerivativeRule:

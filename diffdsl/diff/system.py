@@ -44,6 +44,10 @@ class DerivativeSystem:
     def singular(self) -> bool:
         return self.linear.singular
 
+    @property
+    def pivot_ratio(self) -> float:
+        return self.linear.pivot_ratio
+
     def condition_estimate(self) -> float:
         """Of M₁₁ (the eliminated part is the identity)."""
         return self.linear.condition_estimate()

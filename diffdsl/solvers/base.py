@@ -40,8 +40,9 @@ class SolveStatus(enum.Enum):
             SolveStatus.UNBOUNDED: "the objective is unbounded; add bounds or regularization",
             SolveStatus.ITERATION_LIMIT: "stopped at the iteration limit; increase max_iters "
                                          "or use an interior-point solver (clarabel)",
-            SolveStatus.SOLVER_ERROR: "the solver failed numerically; rescale the data or try "
-                                      "another solver",
+            SolveStatus.SOLVER_ERROR: "the solver failed numerically, or reported "
+                                      "infeasible/unbounded with a certificate that does not "
+                                      "verify; rescale the data or try another solver",
         }[self]
 
 
@@ -76,6 +77,8 @@ class SolverAdapter:
     supports_warm_start = False
     #: defaults applied unless the caller overrides them
     default_options: dict = {}
+    #: the options that set the solver's relative accuracy
+    tolerance_keys: tuple[str, ...] = ()
 
     def check_cones(self, cones: ConeDims) -> None:
         missing = cones.kinds() - self.cone_kinds
@@ -94,6 +97,11 @@ class SolverAdapter:
 
     def known_options(self) -> set[str]:
         return set(self.default_options)
+
+    def accuracy(self, options: dict) -> float:
+        """The relative accuracy the options ask for (the loosest of the tolerances)."""
+        values = [float(options[k]) for k in self.tolerance_keys if k in options]
+        return max(values) if values else 1e-8
 
     def solve(self, data: ConeProgramData, opts: dict,
               warm: RawSolution | None = None) -> RawSolution:

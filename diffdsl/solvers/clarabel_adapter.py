@@ -41,6 +41,7 @@ class ClarabelAdapter(SolverAdapter):
     #: tight by default: derivatives are only as accurate as the solution they start from
     default_options = {"verbose": False, "tol_gap_abs": 1e-9, "tol_gap_rel": 1e-9,
                        "tol_feas": 1e-9, "tol_ktratio": 1e-7}
+    tolerance_keys = ("tol_feas", "tol_gap_rel")
 
     @functools.cached_property
     def settings_names(self) -> frozenset[str]:

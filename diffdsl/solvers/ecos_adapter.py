@@ -19,6 +19,7 @@ class ECOSAdapter(SolverAdapter):
     accepts_quadratic = False
     default_options = {"verbose": False, "abstol": 1e-9, "reltol": 1e-9, "feastol": 1e-9,
                        "max_iters": 200}
+    tolerance_keys = ("feastol", "reltol")
 
     def known_options(self) -> set[str]:
         return {"verbose", "abstol", "reltol", "feastol", "abstol_inacc", "reltol_inacc",

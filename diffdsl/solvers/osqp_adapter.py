@@ -24,6 +24,7 @@ class OSQPAdapter(SolverAdapter):
     supports_warm_start = True
     default_options = {"verbose": False, "eps_abs": 1e-9, "eps_rel": 1e-9, "polishing": True,
                        "max_iter": 100_000}
+    tolerance_keys = ("eps_abs", "eps_rel")
 
     def known_options(self) -> set[str]:
         return {"verbose", "eps_abs", "eps_rel", "eps_prim_inf", "eps_dual_inf", "polishing",

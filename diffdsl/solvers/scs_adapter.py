@@ -21,6 +21,7 @@ class SCSAdapter(SolverAdapter):
     cone_kinds = frozenset({"zero", "nonneg", "soc", "psd", "exp", "pow"})
     supports_warm_start = True
     default_options = {"verbose": False, "eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 100_000}
+    tolerance_keys = ("eps_abs", "eps_rel")
 
     def known_options(self) -> set[str]:
         return {"verbose", "eps_abs", "eps_rel", "eps_infeas", "max_iters", "time_limit_secs",
