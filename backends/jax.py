@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +33,7 @@ import numpy as np
 
 from diffdsl.cones import projections
 from diffdsl.diff.hsde import SolutionDerivative
+from diffdsl.errors import DegenerateDerivativeWarning
 
 from ._core import BLOCKS, LayerCore, Linear
 
@@ -66,6 +68,15 @@ class _DerivativeCache:
         if len(self.entries) > self.size:
             self.entries.popitem(last=False)
         return d
+
+
+def _warn_flagged(derivatives) -> None:
+    """A DegenerateDerivativeWarning listing the elements whose derivative is flagged."""
+    flagged = [(i, d.flags()) for i, d in enumerate(derivatives) if d is not None and d.flags()]
+    if flagged:
+        shown = "; ".join(f"element {i}: {', '.join(f)}" for i, f in flagged[:5])
+        warnings.warn(f"derivatives of {len(flagged)} element(s) are not reliable — {shown}",
+                      DegenerateDerivativeWarning, stacklevel=2)
 
 
 def _flat(a, count: int) -> np.ndarray:
@@ -142,6 +153,7 @@ class JaxLayer:
         blocks, flattened."""
         lead, n, m = x.shape[:-1], x.shape[-1], y.shape[-1]
         ds = self._elements(P, c, A, b, x, y, s)
+        _warn_flagged(ds)
         size = self.D_rows.size
         point = np.array([np.concatenate([d.x, d.y, d.s]) if d is not None
                           else np.full(n + 2 * m, np.nan) for d in ds]).reshape(len(ds), -1)

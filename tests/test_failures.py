@@ -210,3 +210,14 @@ def test_singular_backward_system_gives_a_finite_least_squares_derivative():
     with pytest.warns(DegenerateDerivativeWarning, match="singular"):
         grad = sol.vjp({x: np.array([1.0, 0.0])})[p]
     assert np.isfinite(grad) and grad == pytest.approx(0.5, abs=1e-8)   # x = (p/2, p/2)
+
+
+def test_jax_layer_warns_about_degenerate_derivatives():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    from diffdsl.backends.jax import JaxLayer
+    x, p = dd.Variable(name="x"), dd.Parameter(name="p")
+    layer = JaxLayer(dd.Problem(dd.Minimize(dd.square(x - p)), [x >= 0]), [p], [x])
+    with pytest.warns(DegenerateDerivativeWarning, match="strict complementarity"):
+        g = jax.grad(lambda v: layer(v)[0])(0.0)
+    assert np.isfinite(g)
