@@ -33,6 +33,7 @@ import numpy as np
 
 from diffdsl.cones import projections
 from diffdsl.diff.hsde import SolutionDerivative
+from diffdsl.diff.threads import single_threaded_blas
 from diffdsl.errors import DegenerateDerivativeWarning
 
 from ._core import BLOCKS, LayerCore, Linear
@@ -144,8 +145,9 @@ class JaxLayer:
         """The factored derivative of every element (None for a failed, NaN, element)."""
         count = int(np.prod(x.shape[:-1], dtype=int))
         arrays = [_flat(a, count) for a in (P, c, A, b, x, y, s)]
-        return [self.cache.get(*(a[i] for a in arrays)) if np.all(np.isfinite(arrays[4][i]))
-                else None for i in range(count)]
+        with single_threaded_blas():
+            return [self.cache.get(*(a[i] for a in arrays))
+                    if np.all(np.isfinite(arrays[4][i])) else None for i in range(count)]
 
     def _host_linearize(self, dtype, P, c, A, b, x, y, s):
         """At every element: the refined point (NaN when failed), the same point with zeros
@@ -169,8 +171,9 @@ class JaxLayer:
         lead = rhs.shape[:-1]
         ds = self._elements(P, c, A, b, x, y, s)
         r = _flat(rhs, len(ds))
-        out = np.array([d.system.solve(r[i], transpose=transpose) if d is not None
-                        else np.zeros(r.shape[1]) for i, d in enumerate(ds)])
+        with single_threaded_blas():
+            out = np.array([d.system.solve(r[i], transpose=transpose) if d is not None
+                            else np.zeros(r.shape[1]) for i, d in enumerate(ds)])
         return out.reshape(lead + out.shape[-1:]).astype(dtype)
 
     # the custom_jvp solution map -------------------------------------------------------

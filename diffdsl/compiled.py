@@ -18,6 +18,7 @@ import numpy as np
 
 from .compile.problem_canon import canonicalize_problem
 from .diff.rules import as_rule, perturbed_vjp
+from .diff.threads import single_threaded_blas
 from .errors import DegenerateDerivativeWarning, NonUniqueSolutionWarning, ParameterValueError
 from .solvers.base import ConeProgramData, RawSolution, SolveStatus, get_adapter
 
@@ -433,12 +434,13 @@ class Solution:
         differentiable, and the factorization is kept for the derivative."""
         X, Y, S = self.x.T.copy(), self.y.T.copy(), self.s.T.copy()
         refined = set()
-        for i, status in enumerate(self.status):
-            if status.is_optimal:
-                d = self.derivative(i)
-                if d.refined:                   # else the solver's answer is kept
-                    X[:, i], Y[:, i], S[:, i] = d.x, d.y, d.s
-                    refined.add(i)
+        with single_threaded_blas():
+            for i, status in enumerate(self.status):
+                if status.is_optimal:
+                    d = self.derivative(i)
+                    if d.refined:                   # else the solver's answer is kept
+                        X[:, i], Y[:, i], S[:, i] = d.x, d.y, d.s
+                        refined.add(i)
         self._statistics(X, Y, S)
         self._check_accuracy(refined)
         return self
@@ -512,15 +514,16 @@ class Solution:
         self._check_derivatives(**rule)
         zero = np.zeros(gy.shape[1])
         out = []
-        for i in range(len(self.status)):
-            if not self.status[i].is_optimal:
-                P, A, b, c = self.data.element(i)
-                out.append(DataCotangent(np.zeros_like(P), np.zeros_like(c),
-                                         np.zeros_like(A), np.zeros_like(b)))
-            elif self.rule.name == "perturbed":
-                out.append(self._perturbed(i, gx[i]))
-            else:
-                out.append(self.derivative(i, **rule).vjp(gx[i], gy[i], zero))
+        with single_threaded_blas():
+            for i in range(len(self.status)):
+                if not self.status[i].is_optimal:
+                    P, A, b, c = self.data.element(i)
+                    out.append(DataCotangent(np.zeros_like(P), np.zeros_like(c),
+                                             np.zeros_like(A), np.zeros_like(b)))
+                elif self.rule.name == "perturbed":
+                    out.append(self._perturbed(i, gx[i]))
+                else:
+                    out.append(self.derivative(i, **rule).vjp(gx[i], gy[i], zero))
         return out
 
     def _perturbed(self, i: int, gx: np.ndarray):
@@ -546,9 +549,10 @@ class Solution:
         self._check_derivatives(**rule)
         prog = self.compiled.program
         dx, dy = np.zeros((len(self.status), prog.n)), np.zeros((len(self.status), prog.m))
-        for i, t in enumerate(tangents):
-            if self.status[i].is_optimal:
-                dx[i], dy[i], _ = self.derivative(i, **rule).jvp(*t)
+        with single_threaded_blas():
+            for i, t in enumerate(tangents):
+                if self.status[i].is_optimal:
+                    dx[i], dy[i], _ = self.derivative(i, **rule).jvp(*t)
         return dx, dy
 
     def derivative_flags(self, i: int = 0, **rule) -> list[str]:
@@ -567,8 +571,9 @@ class Solution:
         if getattr(self, "_warned", False):
             return
         self._warned = True
-        flagged = {i: f for i in range(len(self.status))
-                   if self.status[i].is_optimal and (f := self.derivative_flags(i, **rule))}
+        with single_threaded_blas():
+            flagged = {i: f for i in range(len(self.status))
+                       if self.status[i].is_optimal and (f := self.derivative_flags(i, **rule))}
         self.compiled.warn_if_not_unique([i for i, f in flagged.items()
                                           if any(x.startswith("singular") for x in f)])
         if flagged:

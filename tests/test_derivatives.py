@@ -306,3 +306,14 @@ def test_refinement_recovers_exact_gradients_from_a_loose_interior_point_answer(
     g = r.normal(size=n)
     exact = -np.linalg.solve(K, np.concatenate([g, np.zeros(active.sum())]))[:n]
     assert rel(sol.vjp({x: g})[qp], exact) <= 1e-9
+
+
+def test_epigraph_variables_free_in_an_interval_do_not_make_the_system_singular():
+    """|u| ≤ t ≤ 1 with |u| < 1 leaves t anywhere in [|u|, 1]: t is set aside (derivative 0)
+    and the projection onto the box [−1, 1] keeps its exact Jacobian diag(1, 0, 1)."""
+    u, p = dd.Variable(3), dd.Parameter(3)
+    prob = dd.Problem(dd.Minimize(dd.sum_squares(u - p)), [dd.abs(u) <= 1])
+    sol = prob.compile().solve(np.array([0.3, -2.0, 0.5]))
+    assert sol.derivative_flags(0) == []
+    assert sol.derivative(0).system.free.size == 3
+    assert rel(sol.jacobian(), np.diag([1.0, 0.0, 1.0])) <= 1e-9

@@ -215,6 +215,9 @@ class SolutionDerivative:
         elif self.system.pivot_ratio > ILL_CONDITIONED:
             out.append(f"ill-conditioned backward system (LU pivot ratio "
                        f"{self.system.pivot_ratio:.1e})")
+        if self.system.free_residual > 1e-10:
+            out.append(f"inconsistent equation for a variable the data do not determine "
+                       f"(relative residual {self.system.free_residual:.1e})")
         if self.refined_residual > NOT_CONVERGED * (1.0 + np.linalg.norm(self.z)):
             out.append(f"not converged: KKT residual {self.refined_residual:.1e} after "
                        "refinement")

@@ -10,6 +10,13 @@ unknowns first,
 so M⁻¹r = (u₁, (r₂ − M₂₁u₁)/(1+ρ)) with u₁ = M₁₁⁻¹r₁, and Mᵀ is solved the same way
 backwards. M₁₁ has n + (number of kept entries) rows: for an LP or QP, the primal variables
 and the active constraints only (the KKT system of the active set).
+
+Variables whose row and column of M₁₁ are both zero are then set aside too: a variable
+absent from P that appears only in inactive rows, like the epigraph variable t of
+|u| ≤ t ≤ 1 when |u| < 1, whose optimal value fills an interval. Its equation reads 0 = r_j
+(the data never move it, and nothing observes it), so its derivative is taken as 0 — the
+minimum-norm choice — and the rest of the system stays nonsingular. ``free_residual``
+records the largest |r_j| met (nonzero: the equation is inconsistent and is flagged).
 """
 from __future__ import annotations
 
@@ -36,8 +43,13 @@ class DerivativeSystem:
             M11 = _dense_block(P, A[self.kept], self.D[np.ix_(self.kept, self.kept)], reg)
         else:
             M11 = _sparse_block(P, A, D, self.D, self.kept, reg)
-            if solver == "direct" and dense_preferred(M11.shape[0], M11.nnz):
-                M11 = M11.toarray()
+        self.free, self.active = _free_variables(M11, self.n)
+        if self.free.size:
+            M11 = M11[np.ix_(self.active, self.active)] if dense else \
+                M11[self.active][:, self.active]
+        if not dense and solver == "direct" and dense_preferred(M11.shape[0], M11.nnz):
+            M11 = M11.toarray()
+        self.free_residual = 0.0
         self.linear = DirectSolver(M11) if solver == "direct" else IterativeSolver(M11, solver)
 
     @property
@@ -56,6 +68,17 @@ class DerivativeSystem:
         n = self.n
         return np.concatenate([v[:n], v[n + self.kept]]), v[n + self.dropped]
 
+    def _solve_kept(self, r1: np.ndarray, transpose: bool) -> np.ndarray:
+        """M₁₁⁻¹ r₁ (or M₁₁⁻ᵀ r₁), with the free variables' entries 0."""
+        if not self.free.size:
+            return self.linear.solve(r1, transpose=transpose)
+        scale = max(np.abs(r1).max(initial=0.0), 1e-300)
+        self.free_residual = max(self.free_residual,
+                                 float(np.abs(r1[self.free]).max() / scale))
+        out = np.zeros_like(r1)
+        out[self.active] = self.linear.solve(r1[self.active], transpose=transpose)
+        return out
+
     def _join(self, v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
         n = self.n
         out = np.empty(n + self.m)
@@ -67,14 +90,14 @@ class DerivativeSystem:
         n, r1, r2 = self.n, *self._split(rhs)
         scale = 1.0 + self.reg
         if not transpose:
-            u1 = self.linear.solve(r1)
+            u1 = self._solve_kept(r1, transpose=False)
             return self._join(u1, (r2 + (self.A @ u1[:n])[self.dropped]) / scale)
         w2 = r2 / scale
         spread = np.zeros(self.m)
         spread[self.dropped] = w2
         r1 = r1.copy()
         r1[:n] += self.AT @ spread
-        return self._join(self.linear.solve(r1, transpose=True), w2)
+        return self._join(self._solve_kept(r1, transpose=True), w2)
 
     def matvec(self, v: np.ndarray, transpose: bool = False) -> np.ndarray:
         """M v (or Mᵀ v), from P (symmetric), A and D without forming M."""
@@ -87,6 +110,21 @@ class DerivativeSystem:
             out = np.concatenate([self.P @ vx - self.AT @ vy,
                                   self.D.T @ (Avx - vy) + vy])
         return out + self.reg * v
+
+
+def _free_variables(M11, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(free, active): the first-n indices whose row and column of M₁₁ are both zero, and
+    every other index."""
+    if isinstance(M11, np.ndarray):
+        empty = ~(M11[:n] != 0).any(axis=1) & ~(M11[:, :n] != 0).any(axis=0)
+    else:
+        M = sp.csc_matrix(M11)
+        M.eliminate_zeros()
+        column_nnz = np.diff(M.indptr)[:n]
+        row_nnz = np.bincount(M.indices, minlength=M.shape[0])[:n]
+        empty = (column_nnz == 0) & (row_nnz == 0)
+    free = np.flatnonzero(empty)
+    return free, np.setdiff1d(np.arange(M11.shape[0]), free)
 
 
 def _dense_block(P, A_kept, D_kept, reg: float) -> np.ndarray:
