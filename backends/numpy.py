@@ -135,7 +135,7 @@ class LayerResult:
         return self._outputs(dx, dy)
 
     def jacobian(self) -> list:
-        """J[i][j]: d output_i / d parameter_j, shaped output_i.shape + parameter_j.shape
+        """``J[i][j]``: d output_i / d parameter_j, shaped output_i.shape + parameter_j.shape
         (with a leading batch dimension when the call was batched; duals with several
         parts give a tuple). One forward-mode solve per parameter entry, all reusing the
         factorization."""

@@ -1,11 +1,13 @@
 """diffdsl demo: write convex problems, read their curvature analysis, compile them once,
 solve them for many parameter values, and train a model through an optimization layer.
 
-Run with `make demo`.
+Run with `make demo` (or `python examples/demo.py [--fast] [--out FOLDER]`); the training
+curve is written to examples/out/demo.png.
 """
 import numpy as np
 
 import diffdsl as dd
+from _common import Progress, arguments, save
 
 rng = np.random.default_rng(0)
 
@@ -75,10 +77,11 @@ def main() -> None:
          dd.Problem(dd.Minimize(p * q * dd.sum(x) + dd.sum_squares(x))))
 
 
-def train_through_a_layer(steps: int = 60) -> tuple[float, float]:
+def train_through_a_layer(steps: int = 60, out: str | None = None) -> tuple[float, float]:
     """Learn a linear model whose output is the cost vector of a QP layer, so that the QP's
     solutions match those of an unknown true model (predict-then-optimize, end to end).
-    Returns the first and last training losses."""
+    Returns the first and last training losses; writes the training curve to out/demo.png."""
+    import matplotlib.pyplot as plt
     import torch
 
     from diffdsl.backends.torch import TorchLayer
@@ -90,6 +93,7 @@ def train_through_a_layer(steps: int = 60) -> tuple[float, float]:
     x, q = dd.Variable(n, name="x"), dd.Parameter(n, name="q")
     qp = dd.Problem(dd.Minimize(0.5 * dd.sum_squares(x) + q @ x), [G @ x <= 1])
     layer = TorchLayer(qp, parameters=[q], variables=[x])
+    print(repr(layer))
 
     truth = torch.nn.Linear(features, n).double()
     inputs = torch.randn(batch, features, dtype=torch.float64)
@@ -99,19 +103,25 @@ def train_through_a_layer(steps: int = 60) -> tuple[float, float]:
     model = torch.nn.Linear(features, n).double()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     losses = []
-    for step in range(steps):
+    progress = Progress(range(steps), "training")
+    for _ in progress:
         optimizer.zero_grad()
         predicted, = layer(model(inputs))          # a batch of 64 QPs, solved and differentiated
         loss = torch.mean((predicted - targets) ** 2)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-        if step % 10 == 0 or step == steps - 1:
-            print(f"step {step:3d}   loss {loss.item():.3e}")
+        progress.note(loss=loss.item())
     print(f"loss fell from {losses[0]:.3e} to {losses[-1]:.3e} in {steps} steps")
+    if out is not None:
+        figure, axis = plt.subplots(figsize=(5, 3.5))
+        axis.semilogy(losses)
+        axis.set(xlabel="step", ylabel="MSE of the QP solutions", title="training through a layer")
+        save(figure, out, "demo")
     return losses[0], losses[-1]
 
 
 if __name__ == "__main__":
+    args = arguments(__doc__)
     main()
-    train_through_a_layer()
+    train_through_a_layer(steps=15 if args.fast else 100, out=args.out)

@@ -9,7 +9,6 @@ its solutions, as in Amos & Kolter (2017), "OptNet", section 5.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 
 import diffdsl as dd

@@ -75,3 +75,20 @@ def test_python_code_blocks_run(path):
     namespace: dict = {}
     for block in python_blocks(path):
         exec(compile(block, str(path), "exec"), namespace)  # noqa: S102 - our own docs
+
+
+def test_site_builds_in_strict_mode(tmp_path):
+    """`make docs`: mkdocs with mkdocstrings, every warning an error (broken links, missing
+    API objects, docstrings that do not render)."""
+    import shutil
+    import subprocess
+    import sys
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings")
+    mkdocs = shutil.which("mkdocs", path=str(pathlib.Path(sys.executable).parent))
+    out = subprocess.run([mkdocs, "build", "--strict", "-d", str(tmp_path / "site")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    for name in ("CompiledProblem", "TorchLayer", "JaxLayer", "NumpyLayer", "SolverError"):
+        assert name in api

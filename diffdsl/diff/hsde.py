@@ -120,8 +120,8 @@ class SolutionDerivative:
         scale = 1.0 + np.linalg.norm(z)
         system = self._system(z)
         for _ in range(REFINE_STEPS):
-            if r <= 1e-15 * scale or system.singular:
-                break
+            if r <= 1e-15 * scale:
+                break                      # (a singular M takes least-squares steps)
             direction = -system.solve(self._residual(z))
             for t in 0.5 ** np.arange(LINE_SEARCH_HALVINGS):
                 candidate = z + t * direction
