@@ -98,6 +98,10 @@ class LayerCore:
         self.outputs = [Output(v.name, tuple(v.shape), "x", prog.variable_offsets[v.id])
                         for v in self.variables]
         self.dual_groups = [self._dual_outputs(c) for c in self.duals]
+        #: a closed-form solution map the frameworks evaluate natively (no duals asked)
+        fast = self.compiled.fast_path
+        self.fast_path = fast if fast is not None and not self.duals else None
+        self.fast_map = Linear.of(fast.V) if self.fast_path is not None else None
 
     # layouts -------------------------------------------------------------------------
     def _dual_outputs(self, constraint) -> list[Output]:

@@ -86,6 +86,41 @@ def _flat(a, count: int) -> np.ndarray:
     return a.reshape(count, a.shape[-1])
 
 
+class _JaxOps:
+    """The array namespace the closed forms of ``diffdsl.fastpaths`` are written in."""
+
+    maximum, minimum, sqrt, exp, clip, where = (staticmethod(f) for f in (
+        jnp.maximum, jnp.minimum, jnp.sqrt, jnp.exp, jnp.clip, jnp.where))
+
+    @staticmethod
+    def sum(a, axis, keepdims=False):
+        return jnp.sum(a, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def max(a, axis, keepdims=False):
+        return jnp.max(a, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def sort_descending(a):
+        return -jnp.sort(-a, axis=-1)
+
+    @staticmethod
+    def arange(start, stop, like):
+        return jnp.arange(start, stop, dtype=like.dtype)
+
+    @staticmethod
+    def cumsum(a, axis):
+        return jnp.cumsum(a, axis=axis)
+
+    @staticmethod
+    def as_index(a):
+        return a.astype(jnp.int32)
+
+    @staticmethod
+    def take_along(a, index):
+        return jnp.take_along_axis(a, index, axis=-1)
+
+
 class JaxLayer:
     """A differentiable JAX function θ ↦ (variables..., duals...).
 
@@ -259,6 +294,13 @@ class JaxLayer:
         for p, (_, size, _) in zip(params, core.parameter_layout(), strict=True):
             columns.append(jnp.broadcast_to(p.astype(dtype).reshape(-1, size), (B, size)))
         theta = jnp.concatenate(columns, axis=1)
+        if core.fast_path is not None:           # a closed form, differentiated by JAX
+            y = core.fast_path.solve(_sparse_apply(core.fast_map, theta), _JaxOps)
+            o = core.outputs[0]
+            outputs = [y.reshape((B,) + o.shape)]
+            if self.return_status:
+                outputs.append(jnp.zeros(B, jnp.int32))
+            return tuple(out if batch is not None else out[0] for out in outputs)
         data = [_sparse_apply(core.maps[k], theta) for k in BLOCKS]
         x, y, _, codes = self._solution_map(theta, *data)
         outputs = [x[:, o.offset:o.offset + o.size].reshape((B,) + o.shape)

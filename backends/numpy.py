@@ -52,6 +52,8 @@ class NumpyLayer:
         theta = np.concatenate([np.ones((B, 1))] + [
             np.broadcast_to(p.reshape(-1, size), (B, size))
             for p, (_, size, _) in zip(params, core.parameter_layout(), strict=True)], axis=1)
+        if core.fast_path is not None:
+            return FastLayerResult(core, theta, [p.shape for p in params], batch)
         data = [core.maps[k].apply(theta) for k in BLOCKS]
         solution = core.solve(theta, *data, warm_start=self.warm_start, **solver_args)
         return LayerResult(core, solution, [p.shape for p in params], batch)
@@ -62,6 +64,7 @@ class LayerResult:
 
     def __init__(self, core: LayerCore, solution, shapes, batch) -> None:
         self.core, self.solution, self.shapes, self.batch = core, solution, shapes, batch
+        self.count = len(solution.status)
         self.outputs = self._outputs(solution.x, solution.y)
         self.status_codes = self._unbatch(core.status_codes(solution))
 
@@ -82,7 +85,7 @@ class LayerResult:
     def vjp(self, *cotangents) -> tuple:
         """Gradients with respect to every parameter of Σ⟨cotangent_i, output_i⟩; one
         cotangent per output (None: zero; a tuple for a multi-part dual)."""
-        core, B = self.core, len(self.solution.status)
+        core, B = self.core, self.count
         n_outputs = len(core.outputs) + len(core.dual_groups)
         if len(cotangents) != n_outputs:
             raise ValueError(f"expected {n_outputs} cotangents (one per output), got "
@@ -103,7 +106,7 @@ class LayerResult:
 
     def _per_element(self, g, shape) -> np.ndarray:
         g = np.asarray(g, dtype=float)
-        B = len(self.solution.status)
+        B = self.count
         if self.batch is None or g.shape == tuple(shape):
             return np.broadcast_to(g.reshape(1, -1), (B, g.size))
         return g.reshape(B, -1)
@@ -122,7 +125,7 @@ class LayerResult:
     # forward mode --------------------------------------------------------------------
     def jvp(self, *tangents) -> tuple:
         """Output tangents for one tangent per parameter (None: zero)."""
-        core, B = self.core, len(self.solution.status)
+        core, B = self.core, self.count
         if len(tangents) != len(core.parameters):
             raise ValueError(f"expected {len(core.parameters)} tangents (one per parameter), "
                              f"got {len(tangents)}")
@@ -162,3 +165,39 @@ def _stack(per_entry, pshape):
                      for k in range(len(per_entry[0])))
     J = np.stack(per_entry, axis=-1)
     return J.reshape(J.shape[:-1] + tuple(pshape))
+
+
+class FastLayerResult(LayerResult):
+    """Outputs and derivatives of a closed-form solution map (``diffdsl.fastpaths``)."""
+
+    def __init__(self, core: LayerCore, theta: np.ndarray, shapes, batch) -> None:
+        from diffdsl.fastpaths import NumpyOps
+        self.core, self.shapes, self.batch = core, shapes, batch
+        self.solution = None
+        fast = core.fast_path
+        self.v = core.fast_map.apply(theta)
+        self.y = fast.solve(self.v, NumpyOps)
+        self.count = len(self.y)
+        o = core.outputs[0]
+        self.outputs = (self._unbatch(self.y.reshape((-1,) + o.shape)),)
+        self.status_codes = self._unbatch(np.zeros(len(self.y), np.int32))
+
+    def vjp(self, *cotangents) -> tuple:
+        if len(cotangents) != 1:
+            raise ValueError(f"expected 1 cotangent (one per output), got {len(cotangents)}")
+        g = np.zeros_like(self.y) if cotangents[0] is None else \
+            self._per_element(cotangents[0], self.core.outputs[0].shape)
+        dv = self.core.fast_path.jvp(self.v, self.y, g)           # J is symmetric
+        return self._split_theta(self.core.fast_map.apply_transpose(dv)[:, 1:])
+
+    def jvp(self, *tangents) -> tuple:
+        core = self.core
+        if len(tangents) != len(core.parameters):
+            raise ValueError(f"expected {len(core.parameters)} tangents (one per parameter), "
+                             f"got {len(tangents)}")
+        dtheta = np.zeros((len(self.y), 1 + core.n_theta))
+        for (offset, size, pshape), t in zip(core.parameter_layout(), tangents, strict=True):
+            if t is not None:
+                dtheta[:, 1 + offset:1 + offset + size] = self._per_element(t, pshape)
+        dy = core.fast_path.jvp(self.v, self.y, core.fast_map.apply(dtheta))
+        return (self._unbatch(dy.reshape((-1,) + core.outputs[0].shape)),)

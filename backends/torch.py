@@ -104,6 +104,59 @@ class _ConeSolve(torch.autograd.Function):
         return torch.as_tensor(dx, device=ctx.device), torch.as_tensor(dy, device=ctx.device)
 
 
+class _TorchOps:
+    """The array namespace the closed forms of ``diffdsl.fastpaths`` are written in."""
+
+    @staticmethod
+    def maximum(a, b):
+        return torch.clamp(a, min=b) if not torch.is_tensor(b) else torch.maximum(a, b)
+
+    @staticmethod
+    def minimum(a, b):
+        if not torch.is_tensor(a):
+            a, b = b, a
+        return torch.clamp(a, max=b) if not torch.is_tensor(b) else torch.minimum(a, b)
+
+    sqrt, exp = staticmethod(torch.sqrt), staticmethod(torch.exp)
+
+    @staticmethod
+    def clip(a, lower, upper):
+        return torch.clamp(a, min=torch.as_tensor(lower, dtype=a.dtype, device=a.device),
+                           max=torch.as_tensor(upper, dtype=a.dtype, device=a.device))
+
+    @staticmethod
+    def sum(a, axis, keepdims=False):
+        return a.sum(dim=axis, keepdim=keepdims)
+
+    @staticmethod
+    def max(a, axis, keepdims=False):
+        return a.amax(dim=axis, keepdim=keepdims)
+
+    @staticmethod
+    def sort_descending(a):
+        return torch.sort(a, dim=-1, descending=True).values
+
+    @staticmethod
+    def arange(start, stop, like):
+        return torch.arange(start, stop, dtype=like.dtype, device=like.device)
+
+    @staticmethod
+    def cumsum(a, axis):
+        return torch.cumsum(a, dim=axis)
+
+    @staticmethod
+    def where(condition, a, b):
+        return torch.where(condition, a, b)
+
+    @staticmethod
+    def as_index(a):
+        return a.long()
+
+    @staticmethod
+    def take_along(a, index):
+        return torch.take_along_dim(a, index, dim=-1)
+
+
 class TorchLayer(torch.nn.Module):
     """A differentiable layer θ ↦ (variables..., duals...).
 
@@ -158,6 +211,8 @@ class TorchLayer(torch.nn.Module):
             value = p.to(device, torch.float64).reshape(-1, size)
             columns.append(value.expand(B, size))
         theta = torch.cat(columns, dim=1)
+        if core.fast_path is not None:                 # a closed form, differentiated by torch
+            return self._closed_form(theta, batch, dtype, device)
         maps = self._data_maps(device)
         data = [_apply(maps[k], theta[:1] if core.constant[k] else theta) for k in BLOCKS]
         options = {"warm_start": self.warm_start, **(solver_args or {})}
@@ -173,6 +228,19 @@ class TorchLayer(torch.nn.Module):
         outputs = [_finish(o, batch, dtype) for o in outputs]
         if self.return_status:
             codes = torch.as_tensor(core.status_codes(box.solution), device=device)
+            outputs.append(codes if batch is not None else codes[0])
+        return tuple(outputs)
+
+    def _closed_form(self, theta, batch, dtype, device):
+        core = self.core
+        if getattr(self, "_fast_device", None) != device:
+            self._fast_pair, self._fast_device = _pair(core.fast_map, device), device
+        y = core.fast_path.solve(_apply(self._fast_pair, theta), _TorchOps)
+        self.last_solution = None
+        o = core.outputs[0]
+        outputs = [_finish(y.reshape((theta.shape[0],) + o.shape), batch, dtype)]
+        if self.return_status:
+            codes = torch.zeros(theta.shape[0], dtype=torch.int32, device=device)
             outputs.append(codes if batch is not None else codes[0])
         return tuple(outputs)
 

@@ -38,9 +38,11 @@ class CompiledProblem:
 
     def __init__(self, problem, parameters=None, variables=None, solver: str = "clarabel",
                  parameters_as_constants: bool = False, rule=None,
-                 proximal: float | None = None, **opts) -> None:
+                 proximal: float | None = None, fast_paths: bool = True, **opts) -> None:
         """``proximal=ρ`` adds ρ/2·Σ‖v‖² over the problem's variables to the objective (part
-        of the model: values and objective include it), making the solution unique."""
+        of the model: values and objective include it), making the solution unique.
+        ``fast_paths``: solve problems with a closed-form solution map (``diffdsl.fastpaths``)
+        in closed form; False always uses the cone solver."""
         problem.check_dcp()
         if not parameters_as_constants:
             problem.check_dpp()
@@ -62,6 +64,12 @@ class CompiledProblem:
             parameters_as_constants=parameters_as_constants)
         self.compile_time = time.perf_counter() - started
         self.adapter.check_cones(self.program.cones)
+        self.fast_path = None
+        if fast_paths and not parameters_as_constants and not self.proximal:
+            from .fastpaths import recognize
+            fast = recognize(problem, self.parameters)
+            if fast is not None and all(v is fast.variable for v in self.variables):
+                self.fast_path = fast
         self.sense = 1.0 if problem.objective.sense == "minimize" else -1.0
         self.rule = as_rule(rule)
         self._last: list[RawSolution] | None = None
@@ -144,6 +152,9 @@ class CompiledProblem:
         values and zero gradients; the rest of the batch is unaffected) or "raise" (a
         ``SolverError`` naming the failed elements, their statuses and residuals)."""
         theta, batch = self.theta(*values)
+        if self.fast_path is not None:
+            from .fastsolution import FastSolution
+            return FastSolution(self, theta, batch)
         return self.solve_program(ProgramValues.at(self.program, theta), batch,
                                   executor=executor, warm_start=warm_start, refine=refine,
                                   on_failure=on_failure, **opts)

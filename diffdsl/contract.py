@@ -96,7 +96,15 @@ def contract_of(compiled) -> Contract:
     if compiled.rule.name == "perturbed":
         backward = (f"a re-solve at the perturbed cost c + τ·g (τ = {compiled.rule.tau:g}) "
                     "with the forward solver's tolerances")
+    if compiled.fast_path is not None:
+        words = (f"unique: solved in closed form — {compiled.fast_path.description} (a "
+                 "structure fast path; compile with fast_paths=False for the cone solver)")
+        unique = True
+        backward = ("the closed form's exact Jacobian (at a kink, one element of its Clarke "
+                    "Jacobian, flagged)")
+        tolerances = {}
     return Contract(problem=str(compiled.problem), program=compiled.program.sizes(),
                     solution=words, unique=unique, rule=str(compiled.rule),
-                    forward_tolerances={"solver": compiled.adapter.name, **tolerances},
+                    forward_tolerances={"solver": "closed form" if compiled.fast_path
+                                        else compiled.adapter.name, **tolerances},
                     backward=backward)

@@ -24,7 +24,7 @@ def test_softmax_jacobian(solver):
     n = 6
     theta, y = dd.Parameter(n, value=rng.normal(size=n)), dd.Variable(n)
     prob = dd.Problem(dd.Maximize(theta @ y + dd.sum(dd.entr(y))), [dd.sum(y) == 1])
-    sol = prob.compile(solver=solver).solve()
+    sol = prob.compile(solver=solver, fast_paths=False).solve()
     s = np.exp(theta.value) / np.exp(theta.value).sum()
     J = np.diag(s) - np.outer(s, s)
     d, g = rng.normal(size=n), rng.normal(size=n)
@@ -38,7 +38,7 @@ def test_sparsemax_jacobian():
     n = 8
     theta, y = dd.Parameter(n, value=rng.normal(size=n)), dd.Variable(n)
     prob = dd.Problem(dd.Minimize(dd.sum_squares(y - theta)), [dd.sum(y) == 1, y >= 0])
-    sol = prob.compile().solve()
+    sol = prob.compile(fast_paths=False).solve()
     support = (sol[y] > 1e-9).astype(float)
     J = np.diag(support) - np.outer(support, support) / support.sum()
     assert rel(sol.jacobian(), J) <= 1e-7
@@ -64,7 +64,8 @@ def test_l2_ball_projection_jacobian():
     """Π(v) = v/‖v‖ outside the ball: J = (I − uuᵀ)/‖v‖, u = v/‖v‖."""
     n = 5
     v, y = dd.Parameter(n, value=3 * rng.normal(size=n)), dd.Variable(n)
-    sol = dd.Problem(dd.Minimize(dd.sum_squares(y - v)), [dd.norm(y) <= 1]).compile().solve()
+    prob = dd.Problem(dd.Minimize(dd.sum_squares(y - v)), [dd.norm(y) <= 1])
+    sol = prob.compile(fast_paths=False).solve()
     r = np.linalg.norm(v.value)
     u = v.value / r
     assert rel(sol.jacobian(), (np.eye(n) - np.outer(u, u)) / r) <= 1e-8
@@ -184,7 +185,7 @@ def test_batched_vjp_equals_elementwise():
     n = 5
     theta, y = dd.Parameter(n), dd.Variable(n)
     compiled = dd.Problem(dd.Minimize(dd.sum_squares(y - theta)),
-                          [dd.sum(y) == 1, y >= 0]).compile()
+                          [dd.sum(y) == 1, y >= 0]).compile(fast_paths=False)
     values = rng.normal(size=(4, n))
     g = rng.normal(size=(4, n))
     batch = compiled.solve(values).vjp({y: g})[theta]
@@ -249,7 +250,7 @@ def test_sparse_path_matches_closed_forms(sparse_path):
     n = 8
     theta, y = dd.Parameter(n, value=rng.normal(size=n)), dd.Variable(n)
     sol = dd.Problem(dd.Minimize(dd.sum_squares(y - theta)),
-                     [dd.sum(y) == 1, y >= 0]).compile().solve()
+                     [dd.sum(y) == 1, y >= 0]).compile(fast_paths=False).solve()
     u = np.sort(theta.value)[::-1]                       # closed-form support (by sorting)
     k = np.flatnonzero(u - (np.cumsum(u) - 1) / np.arange(1, n + 1) > 0)[-1]
     support = (theta.value > u[k] - 1e-12).astype(float)
@@ -260,7 +261,8 @@ def test_sparse_path_matches_closed_forms(sparse_path):
     # kept: the n + 1 equality rows of the canonical form and the active inequalities
     assert d.system.kept.size == d.counts["active"] + d.m - n
     v, z = dd.Parameter(n, value=3 * rng.normal(size=n)), dd.Variable(n)
-    ball = dd.Problem(dd.Minimize(dd.sum_squares(z - v)), [dd.norm(z) <= 1]).compile().solve()
+    ball = dd.Problem(dd.Minimize(dd.sum_squares(z - v)), [dd.norm(z) <= 1])
+    ball = ball.compile(fast_paths=False).solve()
     r = np.linalg.norm(v.value)
     u = v.value / r
     assert rel(ball.jacobian(), (np.eye(n) - np.outer(u, u)) / r) <= 1e-8
