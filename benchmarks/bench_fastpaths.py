@@ -39,16 +39,16 @@ def main() -> None:
         g = rng.normal(size=(batch, n))
         for name, prob, th, y in problems(n):
             fast = NumpyLayer(prob, [th], [y])
-            t_fast = best(lambda f=fast: f.solve(theta).vjp(g))
+            t_fast = best(lambda f=fast, v=theta, w=g: f.solve(v).vjp(w))
             layer = TorchLayer(prob, [th], [y])
 
-            def torch_step(layer=layer):
-                t = torch.tensor(theta, requires_grad=True)
-                (layer(t)[0] * torch.as_tensor(g)).sum().backward()
+            def torch_step(layer=layer, v=theta, w=g):
+                t = torch.tensor(v, requires_grad=True)
+                (layer(t)[0] * torch.as_tensor(w)).sum().backward()
             t_torch = best(torch_step)
             if n <= 1000:
                 general = NumpyLayer(prob, [th], [y], fast_paths=False)
-                t_general = best(lambda s=general: s.solve(theta).vjp(g), repeats=1)
+                t_general = best(lambda s=general, v=theta, w=g: s.solve(v).vjp(w), repeats=1)
                 general_text = f"{t_general * 1e3:>17.1f} ms"
             else:
                 general_text = f"{'(skipped)':>20}"

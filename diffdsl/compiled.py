@@ -168,8 +168,15 @@ class CompiledProblem:
         if on_failure not in ("nan", "raise"):
             raise ValueError(f"on_failure must be 'nan' or 'raise', got {on_failure!r}")
         data.check_finite()
-        instances = data.instances(self.program)
         options = self.adapter.options({**self.options, **opts})
+        if hasattr(self.adapter, "solve_batch"):          # one batched run (solver="native")
+            raws = self.adapter.solve_batch(self.program, data, options)
+            self._last = raws
+            solution = Solution(self, raws, data, batch, options)
+            if on_failure == "raise":
+                solution.raise_failures()
+            return solution.refine() if refine else solution
+        instances = data.instances(self.program)
         reuse = (warm_start and self.adapter.supports_warm_start and self._last is not None
                  and len(self._last) == len(instances))
         warm = self._last if reuse else [None] * len(instances)
