@@ -21,6 +21,7 @@ test: $(STAMP)
 
 $(VENV)/.bench: $(STAMP)
 	$(PY) -m pip install -e ".[all,bench]"
+	$(PY) -m pip install --no-deps qpth   # qpth pins numpy<2 but runs on numpy 2
 	touch $(VENV)/.bench
 
 bench: $(VENV)/.bench
