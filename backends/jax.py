@@ -33,6 +33,7 @@ import numpy as np
 
 from diffdsl.cones import projections
 from diffdsl.diff.hsde import SolutionDerivative
+from diffdsl.fastpaths import ArrayOps
 from diffdsl.diff.threads import single_threaded_blas
 from diffdsl.errors import DegenerateDerivativeWarning
 
@@ -84,41 +85,6 @@ def _flat(a, count: int) -> np.ndarray:
     """(..., k) → (count, k) in float64 (count = the product of the leading dimensions)."""
     a = np.asarray(a, dtype=np.float64)
     return a.reshape(count, a.shape[-1])
-
-
-class _JaxOps:
-    """The array namespace the closed forms of ``diffdsl.fastpaths`` are written in."""
-
-    maximum, minimum, sqrt, exp, clip, where = (staticmethod(f) for f in (
-        jnp.maximum, jnp.minimum, jnp.sqrt, jnp.exp, jnp.clip, jnp.where))
-
-    @staticmethod
-    def sum(a, axis, keepdims=False):
-        return jnp.sum(a, axis=axis, keepdims=keepdims)
-
-    @staticmethod
-    def max(a, axis, keepdims=False):
-        return jnp.max(a, axis=axis, keepdims=keepdims)
-
-    @staticmethod
-    def sort_descending(a):
-        return -jnp.sort(-a, axis=-1)
-
-    @staticmethod
-    def arange(start, stop, like):
-        return jnp.arange(start, stop, dtype=like.dtype)
-
-    @staticmethod
-    def cumsum(a, axis):
-        return jnp.cumsum(a, axis=axis)
-
-    @staticmethod
-    def as_index(a):
-        return a.astype(jnp.int32)
-
-    @staticmethod
-    def take_along(a, index):
-        return jnp.take_along_axis(a, index, axis=-1)
 
 
 class JaxLayer:
@@ -295,7 +261,7 @@ class JaxLayer:
             columns.append(jnp.broadcast_to(p.astype(dtype).reshape(-1, size), (B, size)))
         theta = jnp.concatenate(columns, axis=1)
         if core.fast_path is not None:           # a closed form, differentiated by JAX
-            y = core.fast_path.solve(_sparse_apply(core.fast_map, theta), _JaxOps)
+            y = core.fast_path.solve(_sparse_apply(core.fast_map, theta), ArrayOps(jnp))
             o = core.outputs[0]
             outputs = [y.reshape((B,) + o.shape)]
             if self.return_status:

@@ -114,41 +114,38 @@ class FastPath:
 
 
 # ------------------------------------------------------------------------- array namespaces
-class NumpyOps:
-    maximum, minimum, sqrt, exp, clip = (staticmethod(f) for f in (
-        np.maximum, np.minimum, np.sqrt, np.exp, np.clip))
+class ArrayOps:
+    """The operations the closed forms use, for a NumPy-compatible module ``xp`` (NumPy
+    itself, or jax.numpy); PyTorch's layer brings its own (``dim`` for ``axis``)."""
 
-    @staticmethod
-    def sum(a, axis, keepdims=False):
-        return np.sum(a, axis=axis, keepdims=keepdims)
+    def __init__(self, xp) -> None:
+        self.xp = xp
+        self.maximum, self.minimum, self.sqrt, self.exp, self.clip, self.where = (
+            xp.maximum, xp.minimum, xp.sqrt, xp.exp, xp.clip, xp.where)
 
-    @staticmethod
-    def max(a, axis, keepdims=False):
-        return np.max(a, axis=axis, keepdims=keepdims)
+    def sum(self, a, axis, keepdims=False):
+        return self.xp.sum(a, axis=axis, keepdims=keepdims)
 
-    @staticmethod
-    def sort_descending(a):
-        return -np.sort(-a, axis=-1)
+    def max(self, a, axis, keepdims=False):
+        return self.xp.max(a, axis=axis, keepdims=keepdims)
 
-    @staticmethod
-    def arange(start, stop, like):
-        return np.arange(start, stop, dtype=float)
+    def sort_descending(self, a):
+        return -self.xp.sort(-a, axis=-1)
 
-    @staticmethod
-    def cumsum(a, axis):
-        return np.cumsum(a, axis=axis)
+    def arange(self, start, stop, like):
+        return self.xp.arange(start, stop, dtype=like.dtype)
 
-    @staticmethod
-    def where(condition, a, b):
-        return np.where(condition, a, b)
+    def cumsum(self, a, axis):
+        return self.xp.cumsum(a, axis=axis)
 
-    @staticmethod
-    def as_index(a):
-        return a.astype(int)
+    def as_index(self, a):
+        return a.astype(self.xp.int32)
 
-    @staticmethod
-    def take_along(a, index):
-        return np.take_along_axis(a, index, axis=-1)
+    def take_along(self, a, index):
+        return self.xp.take_along_axis(a, index, axis=-1)
+
+
+NumpyOps = ArrayOps(np)
 
 
 # ------------------------------------------------------------------------- recognition
