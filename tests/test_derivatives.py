@@ -33,24 +33,31 @@ def test_softmax_jacobian(solver):
     assert rel(sol.jacobian(), J) <= 1e-7
 
 
-def test_sparsemax_jacobian():
+QP_SOLVERS = ["clarabel", "scs", "ecos", "osqp", "native"]
+
+
+@pytest.mark.parametrize("solver", QP_SOLVERS)
+def test_sparsemax_jacobian(solver):
     """Projection onto the simplex: J = diag(1_S) − 1_S 1_Sᵀ / |S| on the support S."""
     n = 8
     theta, y = dd.Parameter(n, value=rng.normal(size=n)), dd.Variable(n)
     prob = dd.Problem(dd.Minimize(dd.sum_squares(y - theta)), [dd.sum(y) == 1, y >= 0])
-    sol = prob.compile(fast_paths=False).solve()
-    support = (sol[y] > 1e-9).astype(float)
+    sol = prob.compile(solver=solver, fast_paths=False, **TIGHT.get(solver, {})).solve()
+    u = np.sort(theta.value)[::-1]                       # closed-form support (by sorting)
+    k = np.flatnonzero(u - (np.cumsum(u) - 1) / np.arange(1, n + 1) > 0)[-1]
+    support = (theta.value > u[k] - 1e-12).astype(float)
     J = np.diag(support) - np.outer(support, support) / support.sum()
     assert rel(sol.jacobian(), J) <= 1e-7
     assert sol.derivative_diagnostics()["differentiable"]
 
 
-def test_ridge_regression_gradients():
+@pytest.mark.parametrize("solver", QP_SOLVERS)
+def test_ridge_regression_gradients(solver):
     m, n, lam = 12, 5, 0.3
     A, b, x = dd.Parameter((m, n)), dd.Parameter(m), dd.Variable(n)
     prob = dd.Problem(dd.Minimize(dd.sum_squares(A @ x - b) + lam * dd.sum_squares(x)))
     A_val, b_val = rng.normal(size=(m, n)), rng.normal(size=m)
-    sol = prob.compile().solve(A_val, b_val)
+    sol = prob.compile(solver=solver, **TIGHT.get(solver, {})).solve(A_val, b_val)
     H = A_val.T @ A_val + lam * np.eye(n)
     xs = np.linalg.solve(H, A_val.T @ b_val)
     g = rng.normal(size=n)
@@ -60,12 +67,13 @@ def test_ridge_regression_gradients():
     assert rel(grads[A], np.outer(b_val - A_val @ xs, w) - np.outer(A_val @ w, xs)) <= 1e-9
 
 
-def test_l2_ball_projection_jacobian():
+@pytest.mark.parametrize("solver", ["clarabel", "scs", "ecos"])
+def test_l2_ball_projection_jacobian(solver):
     """Π(v) = v/‖v‖ outside the ball: J = (I − uuᵀ)/‖v‖, u = v/‖v‖."""
     n = 5
     v, y = dd.Parameter(n, value=3 * rng.normal(size=n)), dd.Variable(n)
     prob = dd.Problem(dd.Minimize(dd.sum_squares(y - v)), [dd.norm(y) <= 1])
-    sol = prob.compile(fast_paths=False).solve()
+    sol = prob.compile(solver=solver, fast_paths=False, **TIGHT.get(solver, {})).solve()
     r = np.linalg.norm(v.value)
     u = v.value / r
     assert rel(sol.jacobian(), (np.eye(n) - np.outer(u, u)) / r) <= 1e-8
@@ -92,7 +100,8 @@ def test_psd_projection_derivative(solver):
     assert rel(sol.jvp({S: D})[0][X], fd) <= 1e-6
 
 
-def test_equality_constrained_qp_matches_its_kkt_solve():
+@pytest.mark.parametrize("solver", QP_SOLVERS)
+def test_equality_constrained_qp_matches_its_kkt_solve(solver):
     n, p = 6, 2
     B = rng.normal(size=(n, n))
     Q = B @ B.T + np.eye(n)
@@ -100,7 +109,8 @@ def test_equality_constrained_qp_matches_its_kkt_solve():
     q, h = dd.Parameter(n, value=rng.normal(size=n)), dd.Parameter(p, value=rng.normal(size=p))
     x = dd.Variable(n)
     con = F @ x == h
-    sol = dd.Problem(dd.Minimize(0.5 * dd.quad_form(x, Q) + q @ x), [con]).compile().solve()
+    sol = dd.Problem(dd.Minimize(0.5 * dd.quad_form(x, Q) + q @ x), [con]).compile(
+        solver=solver, **TIGHT.get(solver, {})).solve()
     K = np.block([[Q, F.T], [F, np.zeros((p, p))]])
     dq, dh = rng.normal(size=n), rng.normal(size=p)
     expected = np.linalg.solve(K, np.concatenate([-dq, dh]))
