@@ -72,8 +72,10 @@ class LayerCore:
     """A compiled problem with the layouts a framework layer needs."""
 
     def __init__(self, problem, parameters=None, variables=None, duals=(),
-                 solver: str = "clarabel", rule=None, refine: bool = True,
+                 solver: str = "clarabel", rule=None, refine: bool | None = None,
                  on_failure: str = "raise", proximal: float | None = None, **opts) -> None:
+        """``refine=None``: refine, except with solver="native", whose own last KKT
+        factorization gives the derivative for the whole batch."""
         if on_failure not in ("raise", "nan"):
             raise ValueError(f"on_failure must be 'raise' or 'nan', got {on_failure!r}")
         self.on_failure = on_failure
@@ -82,7 +84,7 @@ class LayerCore:
                                                                variables, duals)
         self.compiled = CompiledProblem(problem, parameters, variables, solver=solver,
                                         rule=rule, proximal=proximal, **opts)
-        self.refine = refine
+        self.refine = (str(solver).lower() != "native") if refine is None else refine
         prog = self.compiled.program
         self.parameters, self.variables = self.compiled.parameters, self.compiled.variables
         self.duals = list(duals)

@@ -93,7 +93,8 @@ class JaxLayer:
     Arguments as for ``TorchLayer``: ``problem`` (DPP), ``parameters`` (all, in call order),
     ``variables`` to return, ``duals`` (constraints whose duals follow the variables),
     ``solver``, ``rule`` (implicit rules only: JAX's reverse mode is the transpose of the
-    forward rule), ``proximal``, ``refine`` (Newton-polish solutions, default True) and
+    forward rule), ``proximal``, ``refine`` (Newton-polish solutions; default: yes except
+    with solver="native") and
     solver options. ``on_failure``: "raise" (the SolverError surfaces from the callback;
     under jit as the message of JAX's runtime error) or "nan" (failed elements come back
     NaN with zero derivatives). ``return_status=True`` appends the per element status codes
@@ -101,7 +102,7 @@ class JaxLayer:
     """
 
     def __init__(self, problem, parameters, variables, duals=(), solver: str = "clarabel",
-                 rule=None, refine: bool = True, on_failure: str = "raise",
+                 rule=None, refine: bool | None = None, on_failure: str = "raise",
                  return_status: bool = False, proximal: float | None = None, **opts) -> None:
         self.core = LayerCore(problem, parameters, variables, duals, solver=solver, rule=rule,
                               refine=refine, on_failure=on_failure, proximal=proximal, **opts)

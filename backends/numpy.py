@@ -21,12 +21,13 @@ from ._core import BLOCKS, LayerCore
 class NumpyLayer:
     """Arguments as for ``TorchLayer``: ``problem`` (DPP), ``parameters`` (all, in call
     order), ``variables`` to return, ``duals`` (constraints whose duals follow),
-    ``solver``, ``rule``, ``proximal``, ``refine`` (Newton-polish solutions, default True),
+    ``solver``, ``rule``, ``proximal``, ``refine`` (Newton-polish solutions; default: yes
+    except with solver="native", whose own KKT factorization gives the derivative),
     ``warm_start``, ``on_failure`` ("raise" or "nan") and solver options. Statuses are on
     ``result.solution`` (and ``result.status_codes``)."""
 
     def __init__(self, problem, parameters, variables, duals=(), solver: str = "clarabel",
-                 rule=None, refine: bool = True, warm_start: bool = False,
+                 rule=None, refine: bool | None = None, warm_start: bool = False,
                  on_failure: str = "raise", proximal: float | None = None, **opts) -> None:
         self.core = LayerCore(problem, parameters, variables, duals, solver=solver, rule=rule,
                               refine=refine, on_failure=on_failure, proximal=proximal, **opts)

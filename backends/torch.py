@@ -164,8 +164,9 @@ class TorchLayer(torch.nn.Module):
     them); ``variables``: the Variables to return; ``duals``: constraints whose dual values
     to return after the variables (a tuple of tensors for SOC/exp/pow constraints);
     ``solver``, ``rule``, ``proximal`` and solver options as for ``Problem.compile``;
-    ``refine``: polish every solution by Newton's method before returning it (default True:
-    outputs and their derivatives are then exact to ~1e-15). ``warm_start=True`` reuses the
+    ``refine``: polish every solution by Newton's method before returning it (default: yes,
+    so outputs and derivatives are exact to ~1e-15 — except with solver="native", whose own
+    last KKT factorization gives the whole batch's derivative). ``warm_start=True`` reuses the
     previous call's solution when the batch size matches (SCS, OSQP). ``on_failure``:
     "raise" (``diffdsl.SolverError`` naming the failed batch elements) or "nan" (those
     elements come back NaN with zero gradients). ``return_status=True`` appends the per
@@ -175,7 +176,7 @@ class TorchLayer(torch.nn.Module):
     """
 
     def __init__(self, problem, parameters, variables, duals=(), solver: str = "clarabel",
-                 rule=None, refine: bool = True, warm_start: bool = False,
+                 rule=None, refine: bool | None = None, warm_start: bool = False,
                  on_failure: str = "raise", return_status: bool = False,
                  proximal: float | None = None, **opts) -> None:
         super().__init__()

@@ -332,6 +332,10 @@ class Solution:
         self.iterations = np.array([r.iterations for r in raws])
         self.solve_time = np.array([r.solve_time for r in raws])
         self.solver_wall_time = np.array([r.wall_time for r in raws])
+        #: a batched derivative the solver left (native: its last KKT factorization)
+        shared = raws[0].derivative if raws else None
+        self._batch_derivative = shared if shared is not None and all(
+            r.derivative is shared for r in raws) else None
         self._check_certificates()
         self._statistics(np.array([r.x for r in raws]).T, np.array([r.y for r in raws]).T,
                          np.array([r.s for r in raws]).T)
@@ -451,6 +455,7 @@ class Solution:
         ``diff.hsde``): solutions become accurate to ~1e-15 where the solution map is
         differentiable, and the factorization is kept for the derivative."""
         X, Y, S = self.x.T.copy(), self.y.T.copy(), self.s.T.copy()
+        self._batch_derivative = None            # it belongs to the unrefined points
         refined = set()
         with single_threaded_blas():
             for i, status in enumerate(self.status):
@@ -529,6 +534,19 @@ class Solution:
         ⟨gx[i], x⟩ + ⟨gy[i], y⟩ with respect to (P values, c, A values, b)
         (``hsde.DataCotangent``); gx (B, n), gy (B, m). Failed elements get zero."""
         from .diff.hsde import DataCotangent
+        if self._batched_rule(rule):
+            batch = self._batch_derivative
+            grads = batch.vjp(gx, gy)
+            out = [DataCotangent(grads[0][i], grads[1][i], grads[2][i], grads[3][i])
+                   if batch.usable[i] or not self.status[i].is_optimal else None
+                   for i in range(len(self.status))]
+            for i, g in enumerate(out):
+                if not self.status[i].is_optimal:
+                    out[i] = DataCotangent(*(np.zeros_like(a) for a in (
+                        g.P_values, g.c, g.A_values, g.b)))
+                elif g is None:                     # an element the batch cannot take
+                    out[i] = self.derivative(i).vjp(gx[i], gy[i], np.zeros(gy.shape[1]))
+            return out
         self._check_derivatives(**rule)
         zero = np.zeros(gy.shape[1])
         out = []
@@ -564,6 +582,16 @@ class Solution:
         (dx (B, n), dy (B, m)). Failed elements get zero."""
         if self.rule.name == "perturbed":
             raise ValueError("the perturbed (LPGD) rule has no forward mode; use 'implicit'")
+        if self._batched_rule(rule):
+            batch = self._batch_derivative
+            stacked = [np.array([t[k] for t in tangents]) for k in range(4)]
+            dx, dy = batch.jvp(*stacked)
+            for i, st in enumerate(self.status):
+                if not st.is_optimal:
+                    dx[i], dy[i] = 0.0, 0.0
+                elif not batch.usable[i]:           # an element the batch cannot take
+                    dx[i], dy[i], _ = self.derivative(i).jvp(*tangents[i])
+            return dx, dy
         self._check_derivatives(**rule)
         prog = self.compiled.program
         dx, dy = np.zeros((len(self.status), prog.n)), np.zeros((len(self.status), prog.m))
@@ -572,6 +600,12 @@ class Solution:
                 if self.status[i].is_optimal:
                     dx[i], dy[i], _ = self.derivative(i, **rule).jvp(*t)
         return dx, dy
+
+    def _batched_rule(self, rule: dict) -> bool:
+        """Whether the solver's own batched derivative answers (native solver, implicit
+        rule without damping, no per-call options, points not refined since)."""
+        return (self._batch_derivative is not None and not rule
+                and self.rule.name == "implicit" and not self.rule.reg)
 
     def derivative_flags(self, i: int = 0, **rule) -> list[str]:
         """Why element i's derivative should not be trusted (empty when it can be):

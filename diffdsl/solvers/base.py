@@ -66,6 +66,9 @@ class RawSolution:
     iterations: int
     solve_time: float            # as the solver reports it
     wall_time: float = 0.0       # the whole adapter call: setup, solve, translation
+    #: a batched derivative the solver leaves behind (the native solver's last KKT
+    #: factorization, shared by the batch), or None
+    derivative: object = None
 
 
 class SolverAdapter:

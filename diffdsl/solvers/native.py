@@ -29,6 +29,7 @@ from .base import RawSolution, SolverAdapter, SolveStatus, register
 REGULARIZATION = 1e-10
 INACCURATE = 1e-6   # relative error still reported optimal_inaccurate at the iteration limit
 STALL = 5           # iterations without progress after which an accurate-enough element stops
+AMBIGUOUS = 1e-4    # min/max of a complementary pair above which its side is unclear
 
 
 class NativeAdapter(SolverAdapter):
@@ -56,8 +57,13 @@ class NativeAdapter(SolverAdapter):
         A[:, program.A.indices, program.A.columns] = values.A.T
         P, A = (np.broadcast_to(M, (B,) + M.shape[1:]) for M in (P, A))
         with single_threaded_blas():      # NumPy's small products; the LU is PyTorch's
-            return solve_dense(P, values.c.T, A, values.b.T, program.cones.zero,
+            raws = solve_dense(P, values.c.T, A, values.b.T, program.cones.zero,
                                self.options(opts))
+            derivative = BatchDerivative(program, P, A, raws)
+            derivative.polish(P, A, values.b.T, values.c.T, raws)
+        for raw in raws:
+            raw.derivative = derivative
+        return raws
 
 
 def solve_dense(P, c, A, b, zero: int, opts) -> list[RawSolution]:
@@ -113,6 +119,128 @@ def solve_dense(P, c, A, b, zero: int, opts) -> list[RawSolution]:
         error <= INACCURATE, SolveStatus.OPTIMAL_INACCURATE, SolveStatus.ITERATION_LIMIT))
     return [RawSolution(x[i].copy(), y[i].copy(), slack[i].copy(), status[i],
                         int(iterations[i]), elapsed / B) for i in range(B)]
+
+
+class BatchDerivative:
+    """The whole batch's solution-map derivative (diffdsl.diff.hsde's, for zero and
+    nonnegative cones), with one batched LU of
+
+        M = [[P, AᵀD], [−A, I − D]],   D = diag(1 on equality rows and active inequalities),
+
+    at the returned points, reused by every VJP and JVP. The interior-point method's own last
+    KKT matrix (OptNet's derivative) is not used: with W = Z/S at a barrier parameter of
+    1e-10 it gave gradient errors up to 1e-2 on the benchmark QPs; D decided from the
+    complementary pairs gives the exact derivative where the active set is strict."""
+
+    def __init__(self, program, P, A, raws) -> None:
+        zero = program.cones.zero
+        self.program = program
+        self.x = np.array([r.x for r in raws])
+        self.y = np.array([r.y for r in raws])
+        slack = np.array([r.s for r in raws])
+        B, n, m = self.x.shape[0], self.x.shape[1], self.y.shape[1]
+        d = np.ones((B, m))
+        d[:, zero:] = (self.y[:, zero:] > slack[:, zero:]).astype(float)
+        self.d = d
+        M = np.zeros((B, n + m, n + m))
+        M[:, :n, :n] = P
+        M[:, :n, n:] = np.swapaxes(A, 1, 2) * d[:, None, :]
+        M[:, n:, :n] = -A
+        M[:, n + np.arange(m), n + np.arange(m)] = 1.0 - d
+        self.M, self.n = M, n
+        # elements whose complementary pairs are all clearly split (one member ≥ 1e4× the
+        # other) and whose M factors; the others are differentiated one by one (hsde)
+        pairs = np.stack([self.y[:, zero:], slack[:, zero:]])
+        ratio = pairs.min(axis=0) / np.maximum(pairs.max(axis=0), 1e-300)
+        self.usable = (ratio <= AMBIGUOUS).all(axis=1)
+        torch = _torch()
+        if torch is not None:
+            lu, pivots, info = torch.linalg.lu_factor_ex(torch.from_numpy(M))
+            self.lu = (lu, pivots)
+            diagonal = torch.diagonal(lu, dim1=-2, dim2=-1).abs().numpy()
+            self.usable &= (info.numpy() == 0) & (diagonal.min(axis=1) > 1e-12 * np.maximum(
+                diagonal.max(axis=1), 1e-300))
+        else:
+            self.lu = None
+            self.usable &= np.linalg.matrix_rank(M) == n + m
+
+    def polish(self, P, A, b, c, raws, steps: int = 2) -> None:
+        """Newton steps on the optimality conditions with this same LU (valid while the
+        active set stays put, which is checked): each usable element's point — and so its
+        derivative — becomes exact to rounding. Updates ``raws`` in place."""
+        n, zero = self.n, self.program.cones.zero
+        x, z_y = self.x.copy(), self.y - np.array([r.s for r in raws])
+
+        def residual(x, z_y):
+            y = z_y.copy()
+            y[:, zero:] = np.maximum(z_y[:, zero:], 0.0)
+            s = y - z_y
+            r = np.concatenate([_mv(P, x) + _mv_t(A, y) + c, -_mv(A, x) + b - s], axis=1)
+            return r, y, s
+
+        r = residual(x, z_y)[0]
+        # the bar: the solver's own (unprojected) point, whose residual leaves out
+        # complementarity; a polished point must beat it (or be exact)
+        raw_y, raw_s = self.y, np.array([r_.s for r_ in raws])
+        y, s = raw_y.copy(), raw_s.copy()
+        bar = np.linalg.norm(np.concatenate([_mv(P, x) + _mv_t(A, raw_y) + c,
+                                             -_mv(A, x) + b - raw_s], axis=1), axis=1)
+        for _ in range(steps):
+            step = self._solve(r, transpose=False)
+            x_new, z_new = x - step[:, :n], z_y - step[:, n:]
+            r_new, y_new, s_new = residual(x_new, z_new)
+            same = (y_new[:, zero:] > 0).astype(float) == self.d[:, zero:]
+            norm = np.linalg.norm(r_new, axis=1)
+            exact = norm <= 1e-12 * (1.0 + np.linalg.norm(np.concatenate([x_new, z_new],
+                                                                          axis=1), axis=1))
+            accept = self.usable & same.all(axis=1) & (
+                norm < np.linalg.norm(r, axis=1)) & (exact | (norm <= bar))
+            x = np.where(accept[:, None], x_new, x)
+            z_y = np.where(accept[:, None], z_new, z_y)
+            r = np.where(accept[:, None], r_new, r)
+            y = np.where(accept[:, None], y_new, y)
+            s = np.where(accept[:, None], s_new, s)
+        self.x, self.y = x, y
+        for i, raw in enumerate(raws):
+            raw.x, raw.y, raw.s = x[i], y[i], s[i]
+
+    def _solve(self, rhs: np.ndarray, transpose: bool) -> np.ndarray:
+        """M⁻¹ rhs (or M⁻ᵀ rhs) for the batch, refined once."""
+        M = np.swapaxes(self.M, 1, 2) if transpose else self.M
+        if self.lu is None:
+            return np.linalg.solve(M, rhs[..., None])[..., 0]
+        torch = _torch()
+        b = torch.from_numpy(rhs[..., None])
+        x = torch.linalg.lu_solve(*self.lu, b, adjoint=transpose)
+        x = x + torch.linalg.lu_solve(*self.lu, b - torch.from_numpy(M) @ x, adjoint=transpose)
+        return x[..., 0].numpy()
+
+    def vjp(self, gx: np.ndarray, gy: np.ndarray):
+        """(grad P values, grad c, grad A values, grad b), each (B, ·), of ⟨gx, x⟩ + ⟨gy, y⟩."""
+        n, x, y = self.n, self.x, self.y
+        w = -self._solve(np.concatenate([gx, self.d * gy], axis=1), transpose=True)
+        wx, wy = w[:, :n], w[:, n:]
+        A, Pp = self.program.A, self.program.P
+        grad_A = y[:, A.indices] * wx[:, A.columns] - wy[:, A.indices] * x[:, A.columns]
+        off = Pp.indices != Pp.columns
+        grad_P = (wx[:, Pp.indices] * x[:, Pp.columns]
+                  + np.where(off, wx[:, Pp.columns] * x[:, Pp.indices], 0.0))
+        return grad_P, wx, grad_A, wy
+
+    def jvp(self, dP: np.ndarray, dc: np.ndarray, dA: np.ndarray, db: np.ndarray):
+        """(dx, dy), each (B, ·), for data tangents (B, ·) (P and A by their values)."""
+        n, x, y = self.n, self.x, self.y
+        A, Pp = self.program.A, self.program.P
+        B, m = x.shape[0], y.shape[1]
+        dA_x, dAT_y, dP_x = np.zeros((B, m)), np.zeros((B, n)), np.zeros((B, n))
+        np.add.at(dA_x.T, A.indices, (dA * x[:, A.columns]).T)
+        np.add.at(dAT_y.T, A.columns, (dA * y[:, A.indices]).T)
+        off = Pp.indices != Pp.columns
+        np.add.at(dP_x.T, Pp.indices, (dP * x[:, Pp.columns]).T)
+        np.add.at(dP_x.T, Pp.columns[off], (dP[:, off] * x[:, Pp.indices[off]]).T)
+        dz = -self._solve(np.concatenate([dP_x + dAT_y + dc, -dA_x + db], axis=1),
+                          transpose=False)
+        return dz[:, :n], self.d * dz[:, n:]
 
 
 def _relative_error(P, c, x, s, z, rd, re, ri, scale):
