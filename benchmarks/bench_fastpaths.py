@@ -3,8 +3,6 @@ same problems, forward + backward, through the NumPy and PyTorch layers.
 Target (issue 8): simplex projection with n = 10⁴, forward + backward ≤ 10 ms."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 import diffdsl as dd
@@ -20,12 +18,8 @@ def problems(n):
 
 
 def best(fn, repeats=5):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    from bench_analysis import best_of            # the benchmarks run from benchmarks/
+    return best_of(fn, repeats)
 
 
 def main() -> None:
