@@ -207,8 +207,9 @@ def _exp_in_polar(v, tol=0.0):
     return abs(u) <= tol and w >= -tol and t >= -tol
 
 
-def _exp_boundary_ray(rho: float) -> np.ndarray:
-    return np.array([rho, 1.0, np.exp(rho)])
+def _exp_boundary_ray(rho) -> np.ndarray:
+    """(ρ, 1, e^ρ), or a (3, K) array of them for an array of ρ."""
+    return np.array([rho, np.ones_like(rho), np.exp(rho)])
 
 
 def _exp(v, _):
@@ -313,7 +314,8 @@ def _best_ray(v, ray, bracket):
 
     lo, hi = bracket
     grid = np.linspace(lo, hi, 81)
-    values = np.array([negative_alignment(g) for g in grid])
+    rays = ray(grid)                                        # (3, 81), all at once
+    values = -(v @ rays) / np.linalg.norm(rays, axis=0)
     k = int(np.argmin(values))
     left, right = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
     res = scipy.optimize.minimize_scalar(negative_alignment, bounds=(left, right),
