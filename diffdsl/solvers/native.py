@@ -67,7 +67,13 @@ class NativeAdapter(SolverAdapter):
 
 
 def solve_dense(P, c, A, b, zero: int, opts) -> list[RawSolution]:
-    """The batched IPM on dense data: P (B, n, n), c (B, n), A (B, m, n), b (B, m)."""
+    """The batched IPM on dense data: P (B, n, n), c (B, n), A (B, m, n), b (B, m).
+    (An infeasible or unbounded element diverges; its overflow is expected, not reported.)"""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _interior_point(P, c, A, b, zero, opts)
+
+
+def _interior_point(P, c, A, b, zero: int, opts) -> list[RawSolution]:
     started = time.perf_counter()
     tol, max_iter = float(opts["tol"]), int(opts["max_iter"])
     B, m, n = A.shape
