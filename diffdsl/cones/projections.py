@@ -14,6 +14,8 @@ through ``degenerate`` counts.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
@@ -213,6 +215,16 @@ def _exp_boundary_ray(rho) -> np.ndarray:
 
 
 def _exp(v, _):
+    """Π onto the exponential cone (memoized: the derivative at a point projects it again)."""
+    return np.array(_exp_memo(float(v[0]), float(v[1]), float(v[2])))
+
+
+@functools.lru_cache(maxsize=8192)
+def _exp_memo(x: float, y: float, z: float) -> tuple:
+    return tuple(_exp_projection(np.array([x, y, z])))
+
+
+def _exp_projection(v):
     """Closest of: v itself (inside), 0 (polar), the face {x ≤ 0, y = 0, z ≥ 0}, and the
     best ray y·(ρ, 1, e^ρ) of the smooth boundary."""
     if _exp_in_cone(v):
