@@ -59,9 +59,8 @@ class Output:
 
     name: str
     shape: tuple
-    source: str                      # "x" or "y"
-    offset: int = 0                  # for "x": the slice x[offset : offset + size]
-    linear: Linear | None = None     # for "y": the part's rows from y
+    offset: int = 0                  # a variable: the slice x[offset : offset + size]
+    linear: Linear | None = None     # a dual part: its rows from y
 
     @property
     def size(self) -> int:
@@ -97,7 +96,7 @@ class LayerCore:
                      "b": Linear.of(prog.b), "c": Linear.of(prog.c)}
         depends = prog.depends_on_parameters()
         self.constant = {k: not depends[k] for k in BLOCKS}
-        self.outputs = [Output(v.name, tuple(v.shape), "x", prog.variable_offsets[v.id])
+        self.outputs = [Output(v.name, tuple(v.shape), prog.variable_offsets[v.id])
                         for v in self.variables]
         self.dual_groups = [self._dual_outputs(c) for c in self.duals]
         #: a closed-form solution map the frameworks evaluate natively (no duals asked)
@@ -125,7 +124,7 @@ class LayerCore:
         outputs = []
         for j, shape in enumerate(shapes):
             block = np.stack([col[j] for col in columns], axis=1)     # (part size, rows)
-            outputs.append(Output(f"dual of {constraint}", tuple(shape), "y",
+            outputs.append(Output(f"dual of {constraint}", tuple(shape),
                                   linear=Linear.of(sp.csr_matrix(block) @ select)))
         return outputs
 

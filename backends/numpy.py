@@ -126,17 +126,23 @@ class LayerResult:
     # forward mode --------------------------------------------------------------------
     def jvp(self, *tangents) -> tuple:
         """Output tangents for one tangent per parameter (None: zero)."""
-        core, B = self.core, self.count
-        if len(tangents) != len(core.parameters):
-            raise ValueError(f"expected {len(core.parameters)} tangents (one per parameter), "
-                             f"got {len(tangents)}")
-        dtheta = np.zeros((B, 1 + core.n_theta))
-        for (offset, size, pshape), t in zip(core.parameter_layout(), tangents, strict=True):
-            if t is not None:
-                dtheta[:, 1 + offset:1 + offset + size] = self._per_element(t, pshape)
+        core = self.core
+        dtheta = self._theta_tangent(tangents)
         data = {k: core.maps[k].apply(dtheta) for k in BLOCKS}
         dx, dy = core.data_jvp(self.solution, data)
         return self._outputs(dx, dy)
+
+    def _theta_tangent(self, tangents) -> np.ndarray:
+        """dθ̃ (B, 1 + len θ) from one tangent per parameter (None: zero)."""
+        core = self.core
+        if len(tangents) != len(core.parameters):
+            raise ValueError(f"expected {len(core.parameters)} tangents (one per parameter), "
+                             f"got {len(tangents)}")
+        dtheta = np.zeros((self.count, 1 + core.n_theta))
+        for (offset, size, pshape), t in zip(core.parameter_layout(), tangents, strict=True):
+            if t is not None:
+                dtheta[:, 1 + offset:1 + offset + size] = self._per_element(t, pshape)
+        return dtheta
 
     def jacobian(self) -> list:
         """``J[i][j]``: d output_i / d parameter_j, shaped output_i.shape + parameter_j.shape
@@ -193,12 +199,5 @@ class FastLayerResult(LayerResult):
 
     def jvp(self, *tangents) -> tuple:
         core = self.core
-        if len(tangents) != len(core.parameters):
-            raise ValueError(f"expected {len(core.parameters)} tangents (one per parameter), "
-                             f"got {len(tangents)}")
-        dtheta = np.zeros((len(self.y), 1 + core.n_theta))
-        for (offset, size, pshape), t in zip(core.parameter_layout(), tangents, strict=True):
-            if t is not None:
-                dtheta[:, 1 + offset:1 + offset + size] = self._per_element(t, pshape)
-        dy = core.fast_path.jvp(self.v, self.y, core.fast_map.apply(dtheta))
+        dy = core.fast_path.jvp(self.v, self.y, core.fast_map.apply(self._theta_tangent(tangents)))
         return (self._unbatch(dy.reshape((-1,) + core.outputs[0].shape)),)

@@ -171,11 +171,17 @@ class CompiledProblem:
         options = self.adapter.options({**self.options, **opts})
         if hasattr(self.adapter, "solve_batch"):          # one batched run (solver="native")
             raws = self.adapter.solve_batch(self.program, data, options)
-            self._last = raws
-            solution = Solution(self, raws, data, batch, options)
-            if on_failure == "raise":
-                solution.raise_failures()
-            return solution.refine() if refine else solution
+        else:
+            raws = self._solve_instances(data, options, executor, warm_start)
+        self._last = raws
+        solution = Solution(self, raws, data, batch, options)
+        if on_failure == "raise":
+            solution.raise_failures()
+        return solution.refine() if refine else solution
+
+    def _solve_instances(self, data: "ProgramValues", options: dict, executor,
+                         warm_start: bool) -> list[RawSolution]:
+        """One adapter call per element, through the executor (one element: inline)."""
         instances = data.instances(self.program)
         reuse = (warm_start and self.adapter.supports_warm_start and self._last is not None
                  and len(self._last) == len(instances))
@@ -183,15 +189,9 @@ class CompiledProblem:
         args = [(self.adapter.name, inst, options, w)
                 for inst, w in zip(instances, warm, strict=True)]
         if len(instances) == 1 and executor is None:
-            raws = [solve_instance(*args[0])]
-        else:
-            pool = executor or default_executor()
-            raws = list(pool.map(solve_instance, *zip(*args, strict=True)))
-        self._last = raws
-        solution = Solution(self, raws, data, batch, options)
-        if on_failure == "raise":
-            solution.raise_failures()
-        return solution.refine() if refine else solution
+            return [solve_instance(*args[0])]
+        pool = executor or default_executor()
+        return list(pool.map(solve_instance, *zip(*args, strict=True)))
 
 
 @dataclasses.dataclass

@@ -74,18 +74,6 @@ class FastSolution:
         from .diff.solution_map import parameter_offsets
         return parameter_offsets(self.compiled)
 
-    def _theta_tangent(self, d_parameters: dict) -> np.ndarray:
-        from .diff.solution_map import _per_element
-        B = len(self.status)
-        dtheta = np.zeros((B, self.theta.shape[0]))
-        offsets = self._offsets()
-        for p, d in d_parameters.items():
-            if p not in offsets:
-                raise ValueError(f"{p.name!r} is not a parameter of this compiled problem")
-            offset, size = offsets[p]
-            dtheta[:, 1 + offset:1 + offset + size] = _per_element(d, p.shape, B, p.name)
-        return dtheta
-
     def vjp(self, d_variables: dict, d_duals: dict | None = None, **rule) -> dict:
         """Reverse mode, as ``Solution.vjp``; through the closed form's Jacobian (symmetric:
         Jᵀg = Jg) and v = V θ̃."""
@@ -109,7 +97,9 @@ class FastSolution:
         computed only if read."""
         if rule:
             return self.general().jvp(d_parameters, **rule)
-        dv = np.asarray(self.fast_path.V @ self._theta_tangent(d_parameters).T).T
+        from .diff.solution_map import theta_tangent
+        dtheta = theta_tangent(self.compiled, d_parameters, len(self.status))
+        dv = np.asarray(self.fast_path.V @ dtheta).T
         dy = self.fast_path.jvp(self.v, self.y, dv)
         y = self.fast_path.variable
         variables = {y: self._unbatch(dy.reshape((-1,) + y.shape))}

@@ -62,16 +62,22 @@ def parameter_gradients(compiled, grads: list[DataCotangent], batched: bool) -> 
     return out
 
 
-def data_tangents(compiled, d_parameters: dict, batch: int):
-    """Per element (dP values, dc, dA values, db) for parameter tangents (missing: 0)."""
-    prog = compiled.program
-    dtheta = np.zeros((1 + prog.n_theta, batch))
+def theta_tangent(compiled, d_parameters: dict, batch: int) -> np.ndarray:
+    """dθ̃ (1 + len θ, B) for {Parameter: tangent} (missing parameters: 0; dθ̃₀ = 0)."""
+    dtheta = np.zeros((1 + compiled.program.n_theta, batch))
     offsets = parameter_offsets(compiled)
     for p, d in d_parameters.items():
         if p not in offsets:
             raise ValueError(f"{p.name!r} is not a parameter of this compiled problem")
         offset, size = offsets[p]
         dtheta[1 + offset:1 + offset + size] = _per_element(d, p.shape, batch, p.name).T
+    return dtheta
+
+
+def data_tangents(compiled, d_parameters: dict, batch: int):
+    """Per element (dP values, dc, dA values, db) for parameter tangents (missing: 0)."""
+    prog = compiled.program
+    dtheta = theta_tangent(compiled, d_parameters, batch)
     dA, dP = prog.A.values(dtheta), prog.P.values(dtheta)
     db, dc = np.asarray(prog.b @ dtheta), np.asarray(prog.c @ dtheta)
     return [(dP[:, i], dc[:, i], dA[:, i], db[:, i]) for i in range(batch)]

@@ -237,13 +237,8 @@ class BatchDerivative:
         """(dx, dy), each (B, ·), for data tangents (B, ·) (P and A by their values)."""
         n, x, y = self.n, self.x, self.y
         A, Pp = self.program.A, self.program.P
-        B, m = x.shape[0], y.shape[1]
-        dA_x, dAT_y, dP_x = np.zeros((B, m)), np.zeros((B, n)), np.zeros((B, n))
-        np.add.at(dA_x.T, A.indices, (dA * x[:, A.columns]).T)
-        np.add.at(dAT_y.T, A.columns, (dA * y[:, A.indices]).T)
-        off = Pp.indices != Pp.columns
-        np.add.at(dP_x.T, Pp.indices, (dP * x[:, Pp.columns]).T)
-        np.add.at(dP_x.T, Pp.columns[off], (dP[:, off] * x[:, Pp.indices[off]]).T)
+        dA_x, dAT_y = A.matvec(dA.T, x.T).T, A.rmatvec(dA.T, y.T).T
+        dP_x = Pp.symmetric_matvec(dP.T, x.T).T
         dz = -self._solve(np.concatenate([dP_x + dAT_y + dc, -dA_x + db], axis=1),
                           transpose=False)
         return dz[:, :n], self.d * dz[:, n:]
