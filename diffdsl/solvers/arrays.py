@@ -1,0 +1,253 @@
+"""The array namespaces the native solver runs in: NumPy, PyTorch (CPU or CUDA) and JAX
+(under ``jit``/``vmap``, CPU or GPU). One small interface, so the interior-point method and
+its derivative (``diffdsl.solvers.ipm``) are written once and run where the tensors are.
+
+Every namespace computes in float64. Arrays are batched: (B, rows) vectors and
+(B, rows, cols) matrices. The control flow the solver needs is here too: ``loop`` stops
+when every element is done (a Python loop for NumPy and PyTorch, ``lax.while_loop`` for
+JAX), and ``unrolled_loop`` runs a fixed number of iterations that autodiff can follow
+(a Python loop; JAX's ``lax.fori_loop``). PyTorch and JAX are imported only when asked for.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+
+class NumpyArrays:
+    """NumPy (and the base of the others: what they share by name)."""
+
+    name = "numpy"
+    float64 = np.float64
+
+    def __init__(self) -> None:
+        self.xp = np
+
+    # constructors and conversion --------------------------------------------------
+    def constant(self, a, like=None):
+        """A NumPy constant as an array of this namespace (on ``like``'s device)."""
+        return np.asarray(a, dtype=np.float64)
+
+    def zeros(self, shape, like=None):
+        return self.xp.zeros(shape, dtype=self.float64)
+
+    def to_numpy(self, a) -> np.ndarray:
+        return np.asarray(a)
+
+    # elementwise and reductions ----------------------------------------------------
+    def where(self, condition, a, b):
+        return self.xp.where(condition, a, b)
+
+    def maximum(self, a, b):
+        return self.xp.maximum(a, b)
+
+    def minimum(self, a, b):
+        return self.xp.minimum(a, b)
+
+    def sqrt(self, a):
+        return self.xp.sqrt(a)
+
+    def abs(self, a):
+        return self.xp.abs(a)
+
+    def isfinite(self, a):
+        return self.xp.isfinite(a)
+
+    def sum(self, a, axis):
+        return self.xp.sum(a, axis=axis)
+
+    def amax(self, a, axis, empty=0.0):
+        """Largest entry along ``axis`` (``empty`` when the axis has no entries)."""
+        if a.shape[axis] == 0:
+            return self.full(a.shape[:axis] + a.shape[axis + 1:], empty, a)
+        return self.xp.max(a, axis=axis)
+
+    def amin(self, a, axis, empty=np.inf):
+        if a.shape[axis] == 0:
+            return self.full(a.shape[:axis] + a.shape[axis + 1:], empty, a)
+        return self.xp.min(a, axis=axis)
+
+    def full(self, shape, value, like):
+        return self.xp.full(shape, value, dtype=self.float64)
+
+    def cat(self, arrays, axis):
+        return self.xp.concatenate(arrays, axis=axis)
+
+    def eye(self, n, like=None):
+        return self.xp.eye(n, dtype=self.float64)
+
+    def diag_embed(self, v):
+        """(B, k) → (B, k, k) diagonal matrices."""
+        return v[..., :, None] * self.eye(v.shape[-1], v)
+
+    # dense batched linear algebra ----------------------------------------------------
+    def factor(self, K):
+        """A factorization of every matrix of the batch K (B, k, k)."""
+        import scipy.linalg
+        return [scipy.linalg.lu_factor(k, check_finite=False) for k in K]
+
+    def solve(self, factors, rhs, transpose: bool = False):
+        """K⁻¹ rhs (or K⁻ᵀ rhs) per element; rhs (B, k)."""
+        import scipy.linalg
+        return np.array([scipy.linalg.lu_solve(f, r, trans=int(transpose), check_finite=False)
+                         for f, r in zip(factors, rhs, strict=True)]).reshape(rhs.shape)
+
+    def pivots_ok(self, factors, tol: float = 1e-12):
+        """Per element: whether its factorization's pivots are all nonzero (relative)."""
+        out = []
+        for lu, _ in factors:
+            d = np.abs(np.diag(lu))
+            out.append(bool(d.size == 0 or d.min() > tol * max(d.max(), 1e-300)))
+        return np.array(out, dtype=bool)
+
+    # control flow ---------------------------------------------------------------------
+    def loop(self, step, done, state, max_iter: int):
+        """Apply ``step`` until ``done(state)`` holds for every element (or max_iter)."""
+        for _ in range(max_iter):
+            if bool(np.all(self.to_numpy(done(state)))):
+                break
+            state = step(state)
+        return state
+
+    def unrolled_loop(self, step, done, state, max_iter: int):
+        """As ``loop``, written so that autodiff can follow the iterations."""
+        return self.loop(step, done, state, max_iter)
+
+
+class TorchArrays(NumpyArrays):
+    """PyTorch on any device; the solve is torch's batched LU (CUDA's when on a GPU)."""
+
+    name = "torch"
+
+    def __init__(self) -> None:
+        import torch
+        self.xp = self.torch = torch
+        self.float64 = torch.float64
+
+    def constant(self, a, like=None):
+        device = None if like is None else like.device
+        return self.torch.as_tensor(np.array(a, dtype=np.float64), device=device)
+
+    def zeros(self, shape, like=None):
+        return self.torch.zeros(shape, dtype=self.float64,
+                                device=None if like is None else like.device)
+
+    def full(self, shape, value, like):
+        return self.torch.full(shape, value, dtype=self.float64, device=like.device)
+
+    def eye(self, n, like=None):
+        return self.torch.eye(n, dtype=self.float64,
+                              device=None if like is None else like.device)
+
+    def to_numpy(self, a):
+        return a.detach().cpu().numpy()
+
+    def where(self, condition, a, b):
+        like = a if self.torch.is_tensor(a) else b if self.torch.is_tensor(b) else condition
+        return self.torch.where(condition, self._t(a, like), self._t(b, like))
+
+    def _t(self, a, like):
+        return a if self.torch.is_tensor(a) else self.torch.as_tensor(
+            a, dtype=self.float64, device=like.device)
+
+    def maximum(self, a, b):
+        return self.torch.maximum(a, self._t(b, a))
+
+    def minimum(self, a, b):
+        return self.torch.minimum(a, self._t(b, a))
+
+    def sum(self, a, axis):
+        return a.sum(dim=axis)
+
+    def amax(self, a, axis, empty=0.0):
+        if a.shape[axis] == 0:
+            return self.full(a.shape[:axis] + a.shape[axis + 1:], empty, a)
+        return a.amax(dim=axis)
+
+    def amin(self, a, axis, empty=np.inf):
+        if a.shape[axis] == 0:
+            return self.full(a.shape[:axis] + a.shape[axis + 1:], empty, a)
+        return a.amin(dim=axis)
+
+    def cat(self, arrays, axis):
+        return self.torch.cat(arrays, dim=axis)
+
+    def factor(self, K):
+        lu, pivots, _ = self.torch.linalg.lu_factor_ex(K)
+        return lu, pivots
+
+    def solve(self, factors, rhs, transpose: bool = False):
+        return self.torch.linalg.lu_solve(*factors, rhs[..., None], adjoint=transpose)[..., 0]
+
+    def pivots_ok(self, factors, tol: float = 1e-12):
+        d = self.torch.diagonal(factors[0], dim1=-2, dim2=-1).abs()
+        if d.shape[-1] == 0:
+            return self.torch.ones(d.shape[:-1], dtype=bool, device=d.device)
+        return d.amin(-1) > tol * d.amax(-1).clamp(min=1e-300)
+
+
+class JaxArrays(NumpyArrays):
+    """JAX, jit- and vmap-compatible. Callers run it inside ``jax.enable_x64(True)`` (the
+    layer does), so that its arrays are float64 without changing the user's defaults."""
+
+    name = "jax"
+
+    def __init__(self) -> None:
+        import jax
+        import jax.numpy as jnp
+        self.jax, self.xp = jax, jnp
+        self.float64 = jnp.float64
+
+    def constant(self, a, like=None):
+        return self.xp.asarray(np.asarray(a, dtype=np.float64))
+
+    def to_numpy(self, a):
+        return np.asarray(a)
+
+    def factor(self, K):
+        return self.jax.scipy.linalg.lu_factor(K)
+
+    def solve(self, factors, rhs, transpose: bool = False):
+        lu, piv = factors
+        solve = functools.partial(self.jax.scipy.linalg.lu_solve, trans=int(transpose))
+        for _ in range(lu.ndim - 2):          # lu_solve takes one matrix: map the batch
+            solve = self.jax.vmap(solve, in_axes=((0, 0), 0))
+        return solve((lu, piv), rhs)
+
+    def pivots_ok(self, factors, tol: float = 1e-12):
+        d = self.xp.abs(self.xp.diagonal(factors[0], axis1=-2, axis2=-1))
+        if d.shape[-1] == 0:
+            return self.xp.ones(d.shape[:-1], dtype=bool)
+        return d.min(-1) > tol * self.xp.maximum(d.max(-1), 1e-300)
+
+    def loop(self, step, done, state, max_iter: int):
+        lax = self.jax.lax
+
+        def going(carry):
+            k, state = carry
+            return (k < max_iter) & ~self.xp.all(done(state))
+
+        return lax.while_loop(going, lambda carry: (carry[0] + 1, step(carry[1])),
+                              (0, state))[1]
+
+    def unrolled_loop(self, step, done, state, max_iter: int):
+        return self.jax.lax.fori_loop(0, max_iter, lambda _, s: step(s), state)
+
+
+@functools.cache
+def namespace(name: str) -> NumpyArrays:
+    """The array namespace called ``name``: "numpy", "torch" or "jax"."""
+    kinds = {"numpy": NumpyArrays, "torch": TorchArrays, "jax": JaxArrays}
+    if name not in kinds:
+        raise ValueError(f"unknown array namespace {name!r}; expected one of {sorted(kinds)}")
+    return kinds[name]()
+
+
+def fastest_cpu() -> NumpyArrays:
+    """PyTorch's namespace when it is installed (its batched LU factors a whole batch in one
+    call), NumPy's otherwise."""
+    try:
+        return namespace("torch")
+    except ImportError:                  # pragma: no cover - torch is an optional extra
+        return namespace("numpy")

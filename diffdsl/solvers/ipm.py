@@ -1,0 +1,469 @@
+"""The native solver's batched primal-dual interior-point method and its derivative, written
+once against an array namespace (``diffdsl.solvers.arrays``: NumPy, PyTorch, JAX).
+
+    minimize ½xᵀPx + cᵀx   s.t.   A_e x = b_e            (zero-cone rows),
+                                  A_i x + s = b_i,  s ∈ K (nonnegative rows, then SOCs)
+
+Mehrotra's predictor-corrector with Nesterov–Todd scaling W (Wz = W⁻¹s = λ; ``Scaling``):
+every iteration factors the reduced KKT matrices
+
+    [[P + GᵀG + δI, A_eᵀ], [A_e, −δI]],   G = W⁻¹A_i,
+
+of the whole batch with one batched LU, shared by the predictor and the corrector (one
+step of iterative refinement against δ = 0). Elements converge independently; converged ones stay put. Each element
+keeps its best iterate (relative primal and dual residuals and relative gap).
+
+The derivative is the implicit one of ``diffdsl.diff.hsde`` at τ = 1: with v = y − s and
+D = DΠ_K*(v) (1 on zero rows, [v > 0] on nonnegative rows, the SOC projection's Jacobian
+on cones),
+
+    M = [[P, AᵀD], [−A, I − D]],   dx, dv = −M⁻¹ (dP x + dAᵀy + dc,  −dA x + db),  dy = D dv,
+
+factored once for the batch and reused by every product; ``polish`` first takes Newton
+steps on the same residual map so the point (and so the derivative) is exact to rounding.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+REGULARIZATION = 1e-10
+INACCURATE = 1e-6   # relative error still reported optimal_inaccurate
+STALL = 5           # iterations without progress after which an accurate-enough element stops
+AMBIGUOUS = 1e-4    # relative margin to a projection's kink below which D is unclear
+TINY = 1e-300
+
+#: status codes of the kernel (the adapter maps them to SolveStatus)
+OPTIMAL, OPTIMAL_INACCURATE, ITERATION_LIMIT = 0, 1, 2
+
+
+class Cones:
+    """The cone layout (zero, nonneg, SOC sizes) as constants of one array namespace:
+    SOC rows are grouped by the (rows, cones) membership matrix E, so every per-cone
+    quantity is a product with E or Eᵀ (no scatter, so it runs under jit and vmap)."""
+
+    def __init__(self, ops, zero: int, nonneg: int, soc: tuple[int, ...], like=None) -> None:
+        self.ops, self.zero, self.nonneg, self.soc = ops, int(zero), int(nonneg), tuple(soc)
+        mq, K = sum(self.soc), len(self.soc)
+        E = np.zeros((mq, K))
+        E[np.arange(mq), np.repeat(np.arange(K), self.soc)] = 1.0
+        head = np.zeros(mq)
+        head[(np.cumsum(self.soc) - np.asarray(self.soc, int)).astype(int)] = 1.0
+        self.has_soc = K > 0
+        self.E, self.ET = ops.constant(E, like), ops.constant(E.T, like)
+        self.head = ops.constant(head[:, None], like)           # (mq, 1)
+        self.J = ops.constant(2 * head[:, None] - 1, like)      # diag(1, −I) per cone
+        self.block_mask = ops.constant(E @ E.T, like)           # block-diagonal pattern
+        self.degree = self.nonneg + K
+
+    @classmethod
+    def of(cls, ops, dims, like=None) -> "Cones":
+        return cls(ops, dims.zero, dims.nonneg, dims.soc, like)
+
+    # rows of an inequality vector (B, mi, k): nonnegative part, SOC part ---------------
+    def split(self, X):
+        return X[:, :self.nonneg], X[:, self.nonneg:]
+
+    def join(self, linear, cones):
+        return self.ops.cat([linear, cones], 1)
+
+    def seg(self, X):
+        """Per cone sums of the SOC rows: (B, mq, k) → (B, K, k)."""
+        return self.ET @ X
+
+    def spread(self, S):
+        """Per cone values back onto their rows: (B, K, k) → (B, mq, k)."""
+        return self.E @ S
+
+    # Jordan algebra on inequality vectors (B, mi) ---------------------------------------
+    def identity(self, like):
+        B = like.shape[0]
+        return self.join(self.ops.full((B, self.nonneg), 1.0, like),
+                         self.ops.full((B, 1), 1.0, like) * self.head[:, 0])
+
+    def circ(self, u, v):
+        """u ∘ v: u·v on nonnegative rows; (uᵀv, u₀v₁ + v₀u₁) on a cone."""
+        (ul, uq), (vl, vq) = self.split(u), self.split(v)
+        uq, vq, h = uq[..., None], vq[..., None], self.head
+        cone = h * self.spread(self.seg(uq * vq)) + (1 - h) * (
+            self.spread(self.seg(h * uq)) * vq + self.spread(self.seg(h * vq)) * uq)
+        return self.join(ul * vl, cone[..., 0])
+
+    def inv_circ(self, lam, v):
+        """λ \\ v, the x with λ ∘ x = v (λ in the cone's interior)."""
+        (ll, lq), (vl, vq) = self.split(lam), self.split(v)
+        lq, vq, h, J = lq[..., None], vq[..., None], self.head, self.J
+        det = self.ops.maximum(self.seg(J * lq * lq), TINY)
+        x0 = self.spread(self.seg(J * lq * vq) / det)
+        lam0 = self.spread(self.seg(h * lq))
+        cone = h * x0 + (1 - h) * (vq - x0 * lq) / lam0
+        return self.join(vl / ll, cone[..., 0])
+
+    def min_eigenvalue(self, u):
+        """Per element, the smallest of u's entries on nonnegative rows and of t − ‖x̄‖ on
+        each cone (negative: u is outside K)."""
+        ops = self.ops
+        ul, uq = self.split(u)
+        low = ops.amin(ul, 1)
+        if self.has_soc:
+            uq = uq[..., None]
+            t = self.seg(self.head * uq)
+            tail = ops.sqrt(self.seg((1 - self.head) * uq * uq))
+            low = ops.minimum(low, ops.amin((t - tail)[..., 0], 1))
+        return low
+
+    def max_step(self, u, du):
+        """Per element, the largest α with u + α du ∈ K (∞ if the ray stays inside)."""
+        ops = self.ops
+        (ul, uq), (dl, dq) = self.split(u), self.split(du)
+        safe = ops.where(dl < 0, dl, -1.0)
+        alpha = ops.amin(ops.where(dl < 0, -ul / safe, np.inf), 1)
+        if self.has_soc:
+            uq, dq, J = uq[..., None], dq[..., None], self.J
+            a, b, c = self.seg(J * dq * dq), self.seg(J * uq * dq), self.seg(J * uq * uq)
+            disc = b * b - a * c
+            crosses = (a < 0) | ((b < 0) & (disc >= 0))
+            root = c / ops.maximum(-b + ops.sqrt(ops.maximum(disc, 0.0)), TINY)
+            alpha = ops.minimum(alpha, ops.amin(ops.where(crosses, root, np.inf)[..., 0], 1))
+        return alpha
+
+
+@dataclasses.dataclass
+class Scaling:
+    """The Nesterov–Todd scaling at (s, z), W z = W⁻¹ s = λ: W = diag(√(s/z)) on
+    nonnegative rows; on each cone W = η(−J + uuᵀ/(1 + w̄₀)), u = e + w̄, with the NT point
+    w̄ = (s̄ + J z̄)/(2γ) of the normalized s̄, z̄, γ = √((1 + z̄ᵀs̄)/2) and
+    η = (sᵀJs / zᵀJz)^¼; W⁻¹ = JWJ/η² (ECOS's form)."""
+
+    cones: Cones
+    d: object            # (B, l)
+    u: object            # (B, mq, 1): e + w̄
+    a: object            # (B, mq, 1): 1 + w̄₀ on every row of its cone
+    eta: object          # (B, mq, 1): η on every row of its cone
+
+    @classmethod
+    def at(cls, cones: Cones, s, z) -> "Scaling":
+        ops = cones.ops
+        (sl, sq), (zl, zq) = cones.split(s), cones.split(z)
+        d = ops.sqrt(sl / zl)
+        u = a = eta = None
+        if cones.has_soc:
+            sq, zq, J, h = sq[..., None], zq[..., None], cones.J, cones.head
+            sJs = ops.maximum(cones.seg(J * sq * sq), TINY)
+            zJz = ops.maximum(cones.seg(J * zq * zq), TINY)
+            sbar = sq / cones.spread(ops.sqrt(sJs))
+            zbar = zq / cones.spread(ops.sqrt(zJz))
+            gamma = ops.sqrt((1 + cones.seg(sbar * zbar)) / 2)
+            wbar = (sbar + J * zbar) / cones.spread(2 * gamma)
+            u = h + wbar
+            a = cones.spread(cones.seg(h * u))
+            eta = cones.spread(ops.sqrt(ops.sqrt(sJs / zJz)))
+        return cls(cones, d, u, a, eta)
+
+    def apply(self, X, inverse: bool = False):
+        """W X (or W⁻¹ X) for X (B, mi, k)."""
+        cones = self.cones
+        Xl, Xq = cones.split(X)
+        linear = Xl / self.d[..., None] if inverse else Xl * self.d[..., None]
+        if not cones.has_soc:
+            return linear
+        J = cones.J
+        u = J * self.u if inverse else self.u
+        cone = u * cones.spread(cones.seg(u * Xq)) / self.a - J * Xq
+        return cones.join(linear, cone / self.eta if inverse else cone * self.eta)
+
+    def vec(self, v, inverse: bool = False):
+        return self.apply(v[..., None], inverse)[..., 0]
+
+
+# --------------------------------------------------------------------------- the method
+def _mv(M, v):
+    return (M @ v[..., None])[..., 0]
+
+
+def _mv_t(M, v):
+    return (v[..., None, :] @ M)[..., 0, :]
+
+
+class _KKT:
+    """[[P + GᵀG + δI, A_eᵀ], [A_e, −δI]] for the batch, factored once, solved with one step
+    of refinement against δ = 0."""
+
+    def __init__(self, ops, P, G, Ae) -> None:
+        n, me = P.shape[-1], Ae.shape[-2]
+        top = P + G.mT @ G
+        self.exact = ops.cat([ops.cat([top, Ae.mT], 2),
+                              ops.cat([Ae, ops.zeros(Ae.shape[:-2] + (me, me), P)], 2)], 1)
+        shift = ops.cat([ops.full((n,), REGULARIZATION, P),
+                         ops.full((me,), -REGULARIZATION, P)], 0)
+        self.ops, self.n = ops, n
+        self.factors = ops.factor(self.exact + ops.diag_embed(shift))
+
+    def solve(self, rhs_x, rhs_e):
+        ops = self.ops
+        rhs = ops.cat([rhs_x, rhs_e], 1)
+        sol = ops.solve(self.factors, rhs)
+        sol = sol + ops.solve(self.factors, rhs - _mv(self.exact, sol))
+        return sol[:, :self.n], sol[:, self.n:]
+
+
+def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: int = 50,
+                   unrolled: bool = False):
+    """Solve the batch (P (B,n,n), c (B,n), A (B,m,n), b (B,m)) in namespace ``ops``.
+
+    Returns (x, y, s, status, iterations, error), per element: y and s over all m rows,
+    status one of OPTIMAL, OPTIMAL_INACCURATE, ITERATION_LIMIT (as floats), iterations
+    taken and the best iterate's relative error. ``unrolled``: the iterations are written
+    so autodiff can follow them (JAX: a fixed-length ``fori_loop``)."""
+    zero = cones.zero
+    Ae, Ai, be, bi = A[:, :zero], A[:, zero:], b[:, :zero], b[:, zero:]
+    B = c.shape[0]
+    # a start: x from the KKT system with unit scaling, s shifted into the cone's interior
+    ones = cones.identity(c)
+    x, ye = _KKT(ops, P, Ai, Ae).solve(-c + _mv_t(Ai, bi), be)
+    s = bi - _mv(Ai, x)
+    shift = ops.maximum(1.0 - cones.min_eigenvalue(s), 0.0)
+    s = s + shift[:, None] * ones
+    z = ones
+    scale_b = 1.0 + ops.amax(ops.abs(b), 1)
+    scale_c = 1.0 + ops.amax(ops.abs(c), 1)
+    degree = max(cones.degree, 1)
+
+    def residuals(x, ye, s, z):
+        rd = _mv(P, x) + c + _mv_t(Ae, ye) + _mv_t(Ai, z)
+        return rd, _mv(Ae, x) - be, _mv(Ai, x) + s - bi
+
+    def relative_error(x, s, z, rd, re, ri):
+        gap = ops.sum(s * z, 1) / (1.0 + ops.abs(ops.sum(x * _mv(P, x), 1))
+                                   + ops.abs(ops.sum(c * x, 1)))
+        primal = ops.maximum(ops.amax(ops.abs(re), 1), ops.amax(ops.abs(ri), 1))
+        return ops.maximum(ops.maximum(ops.amax(ops.abs(rd), 1) / scale_c, primal / scale_b),
+                           gap)
+
+    def state_at(x, ye, s, z, best, iterations, stalled):
+        rd, re, ri = residuals(x, ye, s, z)
+        error = relative_error(x, s, z, rd, re, ri)
+        better = error < best["error"]
+        stalled = ops.where(better, 0.0, stalled + 1.0)
+        best = {k: ops.where(better if k == "error" else better[:, None], v, best[k])
+                for k, v in dict(error=error, x=x, ye=ye, s=s, z=z).items()}
+        done = (best["error"] <= tol) | ((best["error"] <= INACCURATE) & (stalled >= STALL))
+        return dict(x=x, ye=ye, s=s, z=z, rd=rd, re=re, ri=ri, best=best, done=done,
+                    iterations=iterations, stalled=stalled)
+
+    def step(st):
+        done = st["done"]
+        # elements that are done take a harmless step at a safe point (so that neither the
+        # iteration nor its derivative produces NaNs there), which is then discarded
+        s = ops.where(done[:, None], ones, st["s"])
+        z = ops.where(done[:, None], ones, st["z"])
+        rd, re, ri = (ops.where(done[:, None], 0.0, r) for r in (st["rd"], st["re"], st["ri"]))
+        W = Scaling.at(cones, s, z)
+        lam = W.vec(z)
+        kkt = _KKT(ops, P, W.apply(Ai, inverse=True), Ae)
+
+        def newton(rc):
+            rt = -cones.inv_circ(lam, rc)
+            rhs_x = -rd - _mv_t(Ai, W.vec(rt + W.vec(ri, True), True))
+            dx, dye = kkt.solve(rhs_x, -re)
+            Adx = _mv(Ai, dx)
+            return dx, dye, -ri - Adx, W.vec(rt + W.vec(ri + Adx, True), True)
+
+        mu = ops.sum(s * z, 1) / degree
+        lamlam = cones.circ(lam, lam)
+        dx, dye, ds, dz = newton(lamlam)                            # predictor
+        alpha = ops.minimum(ops.minimum(cones.max_step(s, ds), cones.max_step(z, dz)), 1.0)
+        a = alpha[:, None]
+        mu_aff = ops.sum((s + a * ds) * (z + a * dz), 1) / degree
+        sigma = (mu_aff / ops.maximum(mu, TINY)) ** 3
+        rc = lamlam + cones.circ(W.vec(ds, True), W.vec(dz)) - (sigma * mu)[:, None] * ones
+        dx, dye, ds, dz = newton(rc)                                # corrector
+        alpha = ops.minimum(0.99 * ops.minimum(cones.max_step(s, ds), cones.max_step(z, dz)),
+                            1.0)
+        a = ops.where(done, 0.0, alpha)[:, None]
+        keep = done[:, None]
+        new = [ops.where(keep, old, v + a * dv) for old, v, dv in
+               ((st["x"], st["x"], dx), (st["ye"], st["ye"], dye), (st["s"], s, ds),
+                (st["z"], z, dz))]
+        iterations = st["iterations"] + ops.where(done, 0.0, 1.0)
+        return state_at(*new, st["best"], iterations, st["stalled"])
+
+    inf = ops.full((B,), np.inf, c)
+    start = dict(error=inf, x=x, ye=ye, s=s, z=z)
+    counts = ops.zeros((B,), c)
+    state = state_at(x, ye, s, z, start, counts, counts)
+    run = ops.unrolled_loop if unrolled else ops.loop
+    state = run(step, lambda st: st["done"], state, max_iter)
+    best = state["best"]
+    error = best["error"]
+    y = ops.cat([best["ye"], best["z"]], 1)
+    slack = ops.cat([ops.zeros((B, zero), c), best["s"]], 1)
+    status = ops.where(error <= tol, float(OPTIMAL), ops.where(
+        error <= INACCURATE, float(OPTIMAL_INACCURATE), float(ITERATION_LIMIT)))
+    return best["x"], y, slack, status, state["iterations"], error
+
+
+# ----------------------------------------------------------------------- the derivative
+def project_dual(cones: Cones, v):
+    """Π_K*(v): the identity on zero rows (K* is free there), max(v, 0) on nonnegative
+    rows, the projection onto each second-order cone."""
+    ops, zero, l = cones.ops, cones.zero, cones.nonneg
+    parts = [v[:, :zero], ops.maximum(v[:, zero:zero + l], 0.0)]
+    if cones.has_soc:
+        vq, h = v[:, zero + l:, None], cones.head
+        t, norm = _cone_parts(cones, vq)
+        boundary = cones.spread((t + norm) / 2) * (
+            h + (1 - h) * vq / cones.spread(ops.maximum(norm, TINY)))
+        inside = cones.spread(ops.where(norm <= t, 1.0, 0.0)) > 0.5
+        polar = cones.spread(ops.where(norm <= -t, 1.0, 0.0)) > 0.5
+        parts.append(ops.where(inside, vq, ops.where(polar, 0.0, boundary))[..., 0])
+    return ops.cat(parts, 1)
+
+
+def _cone_parts(cones: Cones, vq):
+    """(t, ‖x̄‖) per cone, (B, K, 1) each, for SOC rows vq (B, mq, 1)."""
+    t = cones.seg(cones.head * vq)
+    return t, cones.ops.sqrt(cones.seg((1 - cones.head) * vq * vq))
+
+
+class Derivative:
+    """The batch's solution-map derivative at (x, y, s), M factored once (see the module
+    docstring). ``usable``: elements whose M factors and whose point is clearly away from
+    every projection's kink (a relative margin above ``AMBIGUOUS``)."""
+
+    def __init__(self, ops, cones: Cones, P, A, x, y, s) -> None:
+        self.ops, self.cones, self.P, self.A = ops, cones, P, A
+        self.raw = (y, s)                                   # the solver's own point
+        self._at(x, project_dual(cones, y - s), y - s)
+
+    def _at(self, x, y, v) -> None:
+        ops, cones, P, A = self.ops, self.cones, self.P, self.A
+        zero, l = cones.zero, cones.nonneg
+        self.x, self.y, self.v = x, y, v
+        B, m, n = A.shape
+        diag = [ops.full((B, zero), 1.0, x), ops.where(v[:, zero:zero + l] > 0, 1.0, 0.0)]
+        self.d = ops.cat(diag, 1)                         # D on zero and nonnegative rows
+        self.usable = self._clear_of_kinks(v[:, zero:zero + l])
+        k = zero + l
+        AT = A.mT
+        ATD = [AT[:, :, :k] * self.d[:, None, :]]
+        I_minus_D = [ops.diag_embed(1.0 - self.d)]
+        if cones.has_soc:
+            self.Dq = self._soc_jacobian(v[:, k:, None])
+            ATD.append(AT[:, :, k:] @ self.Dq)
+            mq = m - k
+            eye = ops.eye(mq, x)
+            top = ops.cat([I_minus_D[0], ops.zeros((B, k, mq), x)], 2)
+            bottom = ops.cat([ops.zeros((B, mq, k), x), eye - self.Dq], 2)
+            I_minus_D = [ops.cat([top, bottom], 1)]
+        M = ops.cat([ops.cat([P, ops.cat(ATD, 2)], 2), ops.cat([-A, I_minus_D[0]], 2)], 1)
+        self.M, self.n = M, n
+        self.factors = ops.factor(M)
+        self.usable = self.usable & ops.pivots_ok(self.factors)
+
+    def _clear_of_kinks(self, v_nonneg):
+        ops = self.ops
+        margin = ops.amin(ops.abs(v_nonneg), 1)
+        scale = ops.maximum(ops.amax(ops.abs(self.v), 1), 1.0)
+        ok = margin > AMBIGUOUS * scale
+        if self.cones.has_soc:
+            t, norm = _cone_parts(self.cones, self.v[:, self.cones.zero + self.cones.nonneg:,
+                                                     None])
+            gap = ops.minimum(ops.abs(norm - t), ops.abs(norm + t))[..., 0]
+            ok = ok & (ops.amin(gap, 1) > AMBIGUOUS * scale)
+        return ok
+
+    def _soc_jacobian(self, vq):
+        """DΠ_SOC per cone as one block-diagonal (B, mq, mq) array: I inside, 0 in the
+        polar cone, else ½wwᵀ + ((1 + t/‖x̄‖)/2)(I_tail − x̂x̂ᵀ) with x̂ = x̄/‖x̄‖, w = (1, x̂)."""
+        ops, cones = self.ops, self.cones
+        h = cones.head
+        t, norm = _cone_parts(cones, vq)
+        xhat = (1 - h) * vq / cones.spread(ops.maximum(norm, TINY))
+        w = h + xhat
+        r = cones.spread((1 + t / ops.maximum(norm, TINY)) / 2)          # (B, mq, 1)
+        mask = cones.block_mask
+        eye = ops.eye(mask.shape[0], vq)
+        boundary = mask * (0.5 * w @ w.mT - r * (xhat @ xhat.mT)) + eye * (r * (1 - h))
+        inside = cones.spread(ops.where(norm <= t, 1.0, 0.0))
+        polar = cones.spread(ops.where(norm <= -t, 1.0, 0.0))
+        return inside * mask * eye + (1 - inside) * (1 - polar) * boundary
+
+    def D(self, w):
+        """D w for w (B, m)."""
+        k = self.cones.zero + self.cones.nonneg
+        out = self.d * w[:, :k]
+        if not self.cones.has_soc:
+            return out
+        return self.ops.cat([out, _mv(self.Dq, w[:, k:])], 1)
+
+    def solve(self, rhs, transpose: bool = False):
+        """M⁻¹ rhs (or M⁻ᵀ rhs), refined once."""
+        ops = self.ops
+        M = self.M.mT if transpose else self.M
+        sol = ops.solve(self.factors, rhs, transpose)
+        return sol + ops.solve(self.factors, rhs - _mv(M, sol), transpose)
+
+    def residual(self, P, c, A, b, x, v):
+        """F(x, v) = (Px + Aᵀy + c, −Ax + b − s) with y = Π_K*(v), s = y − v."""
+        y = project_dual(self.cones, v)
+        return self.ops.cat([_mv(P, x) + _mv_t(A, y) + c, -_mv(A, x) + b - (y - v)], 1)
+
+    def polish(self, c, b, steps: int = 2, bar=None):
+        """Newton steps on F with this factorization, accepted per element where the
+        residual falls (and, with nonnegative rows only, the active set stays: then M is
+        unchanged and the steps are exact Newton steps); M is refactored at the end when
+        cones moved it. ``bar``: per element residual a polished point must beat unless it
+        is exact to rounding."""
+        ops, P, A, n = self.ops, self.P, self.A, self.n
+        x, v = self.x, self.v
+        F = self.residual(P, c, A, b, x, v)
+        norm = ops.sqrt(ops.sum(F * F, 1))
+        polished = ops.where(norm > norm, 1.0, 0.0) > 0.5            # none yet
+        for _ in range(steps):
+            step = self.solve(F)
+            x_new, v_new = x - step[:, :n], v - step[:, n:]
+            F_new = self.residual(P, c, A, b, x_new, v_new)
+            norm_new = ops.sqrt(ops.sum(F_new * F_new, 1))
+            size = ops.sqrt(ops.sum(x_new * x_new, 1) + ops.sum(v_new * v_new, 1))
+            exact = norm_new <= 1e-12 * (1.0 + size)
+            accept = self.usable & (norm_new < norm)
+            if bar is not None:
+                accept = accept & (exact | (norm_new <= bar))
+            if not self.cones.has_soc:
+                zero, l = self.cones.zero, self.cones.nonneg
+                same = (v_new[:, zero:zero + l] > 0) == (v[:, zero:zero + l] > 0)
+                accept = accept & (ops.amin(ops.where(same, 1.0, 0.0), 1, empty=1.0) >= 1.0)
+            keep = accept[:, None]
+            x, v = ops.where(keep, x_new, x), ops.where(keep, v_new, v)
+            F, norm = ops.where(keep, F_new, F), ops.where(accept, norm_new, norm)
+            polished = polished | accept
+        # elements no step improved keep the solver's own (y, s), not their projection
+        y = ops.where(polished[:, None], project_dual(self.cones, v), self.raw[0])
+        s = ops.where(polished[:, None], y - v, self.raw[1])
+        if self.cones.has_soc:
+            usable = self.usable
+            self._at(x, y, v)
+            self.usable = self.usable & usable
+        else:
+            self.x, self.v, self.y = x, v, y
+        return self.x, self.y, s
+
+    def vjp(self, gx, gy):
+        """Dense gradients (P (B,n,n), c, A (B,m,n), b) of ⟨gx, x⟩ + ⟨gy, y⟩."""
+        n, x, y = self.n, self.x, self.y
+        w = -self.solve(self.ops.cat([gx, self.D(gy)], 1), transpose=True)
+        wx, wv = w[:, :n], w[:, n:]
+        grad_P = wx[:, :, None] * x[:, None, :]
+        grad_A = y[:, :, None] * wx[:, None, :] - wv[:, :, None] * x[:, None, :]
+        return grad_P, wx, grad_A, wv
+
+    def jvp(self, dP, dc, dA, db):
+        """(dx, dy, ds) for dense data tangents."""
+        n, x, y = self.n, self.x, self.y
+        rhs = self.ops.cat([_mv(dP, x) + _mv_t(dA, y) + dc, -_mv(dA, x) + db], 1)
+        dz = -self.solve(rhs)
+        dv = dz[:, n:]
+        dy = self.D(dv)
+        return dz[:, :n], dy, dy - dv
