@@ -173,15 +173,25 @@ class LayerCore:
         framework; parameter values are validated against their attributes here."""
         theta = np.asarray(theta, dtype=float)
         B = theta.shape[0]
-        for p, (offset, size, shape) in zip(self.parameters, self.parameter_layout(),
-                                            strict=True):
-            p.check_batch(theta[:, 1 + offset:1 + offset + size].reshape((B,) + shape))
+        self.check_values(theta)
         b, c = (np.broadcast_to(np.asarray(v, float), (B, np.shape(v)[-1])) for v in (b, c))
         d = np.asarray(self.compiled.program.d @ theta.T).reshape(-1)
         data = ProgramValues(np.asarray(P, float).T, np.asarray(A, float).T, b.T, c.T, d)
         return self.compiled.solve_program(data, B, warm_start=warm_start,
                                            refine=self.refine, on_failure=self.on_failure,
                                            **opts)
+
+    def check_values(self, theta: np.ndarray) -> None:
+        """Every parameter's values in θ̃ (B, 1 + len θ) against its attributes."""
+        B = theta.shape[0]
+        for p, (offset, size, shape) in zip(self.parameters, self.parameter_layout(),
+                                            strict=True):
+            p.check_batch(theta[:, 1 + offset:1 + offset + size].reshape((B,) + shape))
+
+    # the native solver on the framework's own arrays -------------------------------------
+    @functools.cached_property
+    def native(self) -> "NativeLayout":
+        return NativeLayout(self.compiled)
 
     def data_vjp(self, solution, gx: np.ndarray, gy: np.ndarray) -> dict:
         """{block: (B, size) gradient} for cotangents gx (B, n) and gy (B, m)."""
@@ -213,6 +223,37 @@ class LayerCore:
         contract = str(self.compiled.contract()).replace("\n", "\n  ")
         return (f"{name}(parameters={[p.name for p in self.parameters]}, outputs={outputs}, "
                 f"on_failure={self.on_failure!r}, refine={self.refine}\n  {contract})")
+
+
+class NativeLayout:
+    """What a framework needs to run ``solver="native"`` on its own arrays: where the P and
+    A values land in the dense (n, n) and (m, n) matrices (flat indices, P symmetric from
+    its upper pattern), the solver's options, and its status codes in ``SolveStatus`` order."""
+
+    def __init__(self, compiled: CompiledProblem) -> None:
+        prog = compiled.program
+        self.n, self.m, self.cones = prog.n, prog.m, prog.cones
+        pr, pc, n = prog.P.indices, prog.P.columns, prog.n
+        off = np.flatnonzero(pr != pc)
+        self.P_index = np.concatenate([pr * n + pc, pc[off] * n + pr[off]]).astype(np.int64)
+        self.P_take = np.concatenate([np.arange(pr.size), off]).astype(np.int64)
+        self.A_index = (prog.A.indices * n + prog.A.columns).astype(np.int64)
+        options = compiled.options
+        self.tol, self.max_iter = float(options["tol"]), int(options["max_iter"])
+        self.unrolled = compiled.rule.name == "unrolled"
+        order = list(SolveStatus)
+        from diffdsl.solvers.native import STATUS
+        #: kernel status code → index into list(SolveStatus)
+        self.codes = np.array([order.index(STATUS[k]) for k in sorted(STATUS)], np.int32)
+
+    def failure_message(self, codes: np.ndarray) -> str:
+        """A SolverError's text for the elements whose status code is not optimal."""
+        order = list(SolveStatus)
+        failed = np.flatnonzero(codes > 1)
+        shown = ", ".join(f"element {i}: {order[codes[i]].value}" for i in failed[:5])
+        return (f"{failed.size} of {codes.size} batch element(s) not solved by the native "
+                f"solver ({shown}); {order[codes[failed[0]]].hint}. Pass on_failure='nan' to "
+                "get NaN for them instead")
 
 
 def _is_cvxpy(problem) -> bool:

@@ -36,6 +36,8 @@ from diffdsl.diff.hsde import SolutionDerivative
 from diffdsl.fastpaths import ArrayOps
 from diffdsl.diff.threads import single_threaded_blas
 from diffdsl.errors import DegenerateDerivativeWarning
+from diffdsl.solvers import SolverError, ipm
+from diffdsl.solvers.arrays import namespace
 
 from ._core import BLOCKS, LayerCore, Linear
 
@@ -107,12 +109,15 @@ class JaxLayer:
         self.core = LayerCore(problem, parameters, variables, duals, solver=solver, rule=rule,
                               refine=refine, on_failure=on_failure, proximal=proximal, **opts)
         self.return_status = return_status
-        if self.core.compiled.rule.name != "implicit":
-            raise ValueError("JaxLayer differentiates by the implicit rule only (JAX derives "
-                             f"reverse mode from forward mode); got {self.core.compiled.rule}")
+        self.native = str(solver).lower() == "native"
+        if self.core.compiled.rule.name not in ("implicit", "unrolled"):
+            raise ValueError("JaxLayer differentiates by the implicit rule (or 'unrolled' with "
+                             "solver='native'): JAX derives reverse mode from forward mode; "
+                             f"got {self.core.compiled.rule}")
         self.cache = _DerivativeCache(self.core)
         self._layout_D()
         self._solution_map = self._build_solution_map()
+        self._native_map = self._build_native_map() if self.native else None
 
     @property
     def compiled(self):
@@ -249,6 +254,75 @@ class JaxLayer:
 
         return solution_map
 
+    # solver="native": the interior-point method in JAX itself (jit, vmap, GPU) ------------
+    def _build_native_map(self):
+        """Dense (P, c, A, b) ↦ (x, y, status code) by ``diffdsl.solvers.ipm`` in JAX. The
+        implicit rule is a ``custom_jvp`` whose tangent solves M dz = −g with
+        ``lax.custom_linear_solve`` (the batch's LU of M; JAX transposes it for reverse
+        mode); the unrolled rule lets JAX differentiate the fixed-length iteration."""
+        layout, ops = self.core.native, namespace("jax")
+
+        def solve(P, c, A, b):
+            cones = ipm.Cones.of(ops, layout.cones)
+            x, y, s, status, _, _ = ipm.interior_point(
+                ops, cones, P, c, A, b, tol=layout.tol, max_iter=layout.max_iter,
+                unrolled=layout.unrolled)
+            codes = jnp.asarray(layout.codes)[status.astype(jnp.int32)]
+            return cones, x, y, s, codes
+
+        if layout.unrolled:
+            def unrolled(P, c, A, b):
+                _, x, y, s, codes = solve(P, c, A, b)
+                return x, y, s, codes
+            return unrolled
+
+        @jax.custom_jvp
+        def native_map(P, c, A, b):
+            cones, x, y, s, codes = solve(P, c, A, b)
+            x, y, s = ipm.Derivative(ops, cones, P, A, x, y, s).polish(c, b)
+            return x, y, s, codes
+
+        @native_map.defjvp
+        def native_map_jvp(primals, tangents):
+            P, c, A, b = primals
+            x, y, s, codes = native_map(P, c, A, b)
+            d = ipm.Derivative(ops, ipm.Cones.of(ops, layout.cones), P, A, x, y, s)
+            ok = (codes <= 1)[:, None]
+            dP, dc, dA, db = tangents
+            n = x.shape[-1]
+            g = jnp.concatenate([ipm._mv(dP, x) + ipm._mv_t(dA, y) + dc,
+                                 -ipm._mv(dA, x) + db], axis=-1)
+            dz = jax.lax.custom_linear_solve(
+                lambda v: ipm._mv(d.M, v), jnp.where(ok, -g, 0.0),
+                lambda _, r: d.solve(r), transpose_solve=lambda _, r: d.solve(r, True))
+            dv = dz[:, n:]
+            dx, dy = jnp.where(ok, dz[:, :n], 0.0), jnp.where(ok, d.D(dv), 0.0)
+            return (x, y, s, codes), (dx, dy, dy - jnp.where(ok, dv, 0.0),
+                                      jnp.zeros(codes.shape, jax.dtypes.float0))
+
+        return native_map
+
+    def _native_call(self, theta, data):
+        """Dense data from the value blocks, the native map in float64, failures handled."""
+        core, layout = self.core, self.core.native
+        if not isinstance(theta, jax.core.Tracer):
+            core.check_values(np.asarray(theta, dtype=np.float64))
+        B, n, m = theta.shape[0], layout.n, layout.m
+        with jax.enable_x64(True):
+            Pv, c, Av, b = (jnp.broadcast_to(t.astype(jnp.float64), (B, t.shape[-1]))
+                            for t in data)
+            P = jnp.zeros((B, n * n)).at[:, layout.P_index].add(
+                Pv[:, layout.P_take]).reshape(B, n, n)
+            A = jnp.zeros((B, m * n)).at[:, layout.A_index].add(Av).reshape(B, m, n)
+            x, y, _, codes = self._native_map(P, c, A, b)
+            failed = (codes > 1)[:, None]
+            x, y = jnp.where(failed, jnp.nan, x), jnp.where(failed, jnp.nan, y)
+        if core.on_failure == "raise" and not isinstance(codes, jax.core.Tracer):
+            if bool(np.any(np.asarray(codes) > 1)):
+                raise SolverError(layout.failure_message(np.asarray(codes)))
+        dtype = theta.dtype
+        return x.astype(dtype), y.astype(dtype), codes[:, None].astype(dtype)
+
     # the layer -------------------------------------------------------------------------
     def __call__(self, *params):
         core = self.core
@@ -269,7 +343,10 @@ class JaxLayer:
                 outputs.append(jnp.zeros(B, jnp.int32))
             return tuple(out if batch is not None else out[0] for out in outputs)
         data = [_sparse_apply(core.maps[k], theta) for k in BLOCKS]
-        x, y, _, codes = self._solution_map(theta, *data)
+        if self.native:
+            x, y, codes = self._native_call(theta, data)
+        else:
+            x, y, _, codes = self._solution_map(theta, *data)
         outputs = [x[:, o.offset:o.offset + o.size].reshape((B,) + o.shape)
                    for o in core.outputs]
         for group in core.dual_groups:

@@ -11,8 +11,14 @@ input device.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
+
+from diffdsl.errors import DegenerateDerivativeWarning
+from diffdsl.solvers import SolverError, ipm
+from diffdsl.solvers.arrays import namespace
 
 from ._core import BLOCKS, LayerCore, Linear
 
@@ -157,6 +163,47 @@ class _TorchOps:
         return torch.take_along_dim(a, index, dim=-1)
 
 
+class _NativeSolve(torch.autograd.Function):
+    """Dense (P, c, A, b) ↦ (x, y) by the native solver on the tensors' device; backward and
+    jvp by its batched derivative (``diffdsl.solvers.ipm.Derivative``, factored once)."""
+
+    @staticmethod
+    def forward(P, c, A, b, layer, box):
+        with torch.no_grad():
+            x, y, codes, derivative = layer._native_solve(P, c, A, b)
+        box.derivative, box.codes = derivative, codes
+        return x, y
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        box = inputs[-1]
+        ctx.derivative, ctx.ok = box.derivative, box.codes <= 1
+
+    @staticmethod
+    def backward(ctx, gx, gy):
+        ok = ctx.ok[:, None]
+        grads = ctx.derivative.vjp(torch.where(ok, gx, 0.0), torch.where(ok, gy, 0.0))
+        _warn_degenerate(ctx.derivative, ctx.ok)
+        return (*(torch.where(ok[..., None] if g.ndim == 3 else ok, g, 0.0) for g in grads),
+                None, None)
+
+    @staticmethod
+    def jvp(ctx, dP, dc, dA, db, *_):
+        dx, dy, _ = ctx.derivative.jvp(dP, dc, dA, db)
+        ok = ctx.ok[:, None]
+        return torch.where(ok, dx, 0.0), torch.where(ok, dy, 0.0)
+
+
+def _warn_degenerate(derivative, ok) -> None:
+    """A DegenerateDerivativeWarning naming solved elements whose derivative system is
+    singular or whose point sits at a cone projection's kink."""
+    flagged = torch.nonzero(ok & ~derivative.usable).flatten().tolist()
+    if flagged:
+        warnings.warn(f"derivatives of {len(flagged)} element(s) are not reliable (singular "
+                      "derivative system or a point at a cone projection's kink): elements "
+                      f"{flagged[:10]}", DegenerateDerivativeWarning, stacklevel=3)
+
+
 class TorchLayer(torch.nn.Module):
     """A differentiable layer θ ↦ (variables..., duals...).
 
@@ -183,6 +230,7 @@ class TorchLayer(torch.nn.Module):
         self.core = LayerCore(problem, parameters, variables, duals, solver=solver, rule=rule,
                               refine=refine, on_failure=on_failure, proximal=proximal, **opts)
         self.warm_start, self.return_status = warm_start, return_status
+        self.native = str(solver).lower() == "native"
         self.last_solution = None
         self._maps = {k: None for k in BLOCKS}
         self._device = None
@@ -216,10 +264,17 @@ class TorchLayer(torch.nn.Module):
             return self._closed_form(theta, batch, dtype, device)
         maps = self._data_maps(device)
         data = [_apply(maps[k], theta[:1] if core.constant[k] else theta) for k in BLOCKS]
+        if self.native:
+            return self._native_forward(data, theta, batch, dtype, device, solver_args)
         options = {"warm_start": self.warm_start, **(solver_args or {})}
         box = _Box()
         x, y = _ConeSolve.apply(*data, theta, core, options, box)
         self.last_solution = box.solution
+        codes = torch.as_tensor(core.status_codes(box.solution), device=device)
+        return self._outputs(x, y, codes, batch, dtype, device)
+
+    def _outputs(self, x, y, codes, batch, dtype, device):
+        core, B = self.core, x.shape[0]
         outputs = [x[:, o.offset:o.offset + o.size].reshape((B,) + o.shape)
                    for o in core.outputs]
         for group in core.dual_groups:
@@ -228,9 +283,52 @@ class TorchLayer(torch.nn.Module):
             outputs.append(parts[0] if len(parts) == 1 else tuple(parts))
         outputs = [_finish(o, batch, dtype) for o in outputs]
         if self.return_status:
-            codes = torch.as_tensor(core.status_codes(box.solution), device=device)
             outputs.append(codes if batch is not None else codes[0])
         return tuple(outputs)
+
+    # solver="native": the interior-point method on the tensors' own device ---------------
+    def _native_forward(self, data, theta, batch, dtype, device, solver_args):
+        if solver_args:
+            raise ValueError("solver_args are not taken with solver='native' (its options "
+                             "are fixed at construction)")
+        core, layout = self.core, self.core.native
+        core.check_values(_numpy(theta))
+        B = theta.shape[0]
+        n, m = layout.n, layout.m
+        Pv, c, Av, b = (t.expand(B, t.shape[1]) for t in data)
+        index = torch.as_tensor(layout.P_index, device=device)
+        P = torch.zeros(B, n * n, dtype=torch.float64, device=device).index_add(
+            1, index, Pv[:, torch.as_tensor(layout.P_take, device=device)]).reshape(B, n, n)
+        A = torch.zeros(B, m * n, dtype=torch.float64, device=device).index_add(
+            1, torch.as_tensor(layout.A_index, device=device), Av).reshape(B, m, n)
+        if layout.unrolled:              # torch's autograd follows the iterations
+            x, y, codes, _ = self._native_solve(P, c, A, b, derivative=False)
+        else:
+            box = _Box()
+            x, y = _NativeSolve.apply(P, c, A, b, self, box)
+            codes = box.codes
+        self.last_solution = None
+        failed = codes > 1
+        if bool(failed.any()):
+            if core.on_failure == "raise":
+                raise SolverError(layout.failure_message(codes.cpu().numpy()))
+            x = torch.where(failed[:, None], torch.nan, x)
+            y = torch.where(failed[:, None], torch.nan, y)
+        return self._outputs(x, y, codes, batch, dtype, device)
+
+    def _native_solve(self, P, c, A, b, derivative: bool = True):
+        """(x, y, status codes in SolveStatus order, the polished point's Derivative)."""
+        layout, ops = self.core.native, namespace("torch")
+        cones = ipm.Cones.of(ops, layout.cones, like=P)
+        x, y, s, status, _, _ = ipm.interior_point(ops, cones, P, c, A, b, tol=layout.tol,
+                                                   max_iter=layout.max_iter,
+                                                   unrolled=layout.unrolled)
+        codes = torch.as_tensor(layout.codes, device=P.device)[status.long()]
+        d = None
+        if derivative:
+            d = ipm.Derivative(ops, cones, P, A, x, y, s)
+            x, y, _ = d.polish(c, b)
+        return x, y, codes, d
 
     def _closed_form(self, theta, batch, dtype, device):
         core = self.core

@@ -72,6 +72,9 @@ class CompiledProblem:
                 self.fast_path = fast
         self.sense = 1.0 if problem.objective.sense == "minimize" else -1.0
         self.rule = as_rule(rule)
+        if self.rule.name == "unrolled" and self.adapter.name != "native":
+            raise ValueError("rule='unrolled' differentiates through the iterations of "
+                             f"solver='native'; got solver={self.adapter.name!r}")
         self._last: list[RawSolution] | None = None
         self._contract = None
         self._warned_unique = False
@@ -534,6 +537,7 @@ class Solution:
         ⟨gx[i], x⟩ + ⟨gy[i], y⟩ with respect to (P values, c, A values, b)
         (``hsde.DataCotangent``); gx (B, n), gy (B, m). Failed elements get zero."""
         from .diff.hsde import DataCotangent
+        self._refuse_unrolled()
         if self._batched_rule(rule):
             batch = self._batch_derivative
             grads = batch.vjp(gx, gy)
@@ -582,6 +586,7 @@ class Solution:
         (dx (B, n), dy (B, m)). Failed elements get zero."""
         if self.rule.name == "perturbed":
             raise ValueError("the perturbed (LPGD) rule has no forward mode; use 'implicit'")
+        self._refuse_unrolled()
         if self._batched_rule(rule):
             batch = self._batch_derivative
             stacked = [np.array([t[k] for t in tangents]) for k in range(4)]
@@ -600,6 +605,12 @@ class Solution:
                 if self.status[i].is_optimal:
                     dx[i], dy[i], _ = self.derivative(i, **rule).jvp(*t)
         return dx, dy
+
+    def _refuse_unrolled(self) -> None:
+        if self.rule.name == "unrolled":
+            raise ValueError("rule='unrolled' needs a framework's autodiff: use TorchLayer or "
+                             "JaxLayer with solver='native' (Solution differentiates by "
+                             "'implicit' or 'perturbed')")
 
     def _batched_rule(self, rule: dict) -> bool:
         """Whether the solver's own batched derivative answers (native solver, implicit

@@ -104,3 +104,116 @@ def test_torch_layer_with_the_native_solver():
         out.square().sum().backward()
         grads.append(qt.grad.numpy())
     np.testing.assert_allclose(grads[0], grads[1], atol=1e-8)
+
+
+# ------------------------------------------------------------------ second-order cones
+def portfolio_socp(n=8, B=6):
+    """max μᵀw − γ‖Lᵀw‖ s.t. 1ᵀw = 1, w ≥ 0 (risk as a norm: a second-order cone)."""
+    L = rng.normal(size=(n, n)) / np.sqrt(n)
+    w, mu = dd.Variable(n), dd.Parameter(n)
+    prob = dd.Problem(dd.Maximize(mu @ w - 0.5 * dd.norm(L.T @ w) - 0.05 * dd.sum_squares(w)),
+                      [dd.sum(w) == 1, w >= 0])
+    return prob, w, mu, 0.3 * rng.normal(size=(B, n))
+
+
+def test_socp_batch_matches_clarabel_and_its_derivative_matches_the_hsde_one():
+    prob, w, mu, values = portfolio_socp()
+    native = prob.compile(solver="native").solve(values)
+    exact = prob.compile().solve(values, refine=True)
+    assert prob.compile(solver="native").program.cones.soc
+    assert all(s is dd.SolveStatus.OPTIMAL for s in native.status)
+    np.testing.assert_allclose(native[w], exact[w], atol=1e-6)
+    np.testing.assert_allclose(native.objective, exact.objective, rtol=1e-8, atol=1e-8)
+    batch = native._batch_derivative
+    assert batch is not None and batch.usable.any()
+    g = rng.normal(size=values.shape)
+    np.testing.assert_allclose(native.vjp({w: g})[mu], exact.vjp({w: g})[mu], atol=1e-8)
+    np.testing.assert_allclose(native.jvp({mu: g})[0][w], exact.jvp({mu: g})[0][w], atol=1e-8)
+
+
+def test_nesterov_todd_scaling_and_jordan_algebra_identities():
+    from diffdsl.solvers import arrays, ipm
+    ops = arrays.namespace("numpy")
+    cones = ipm.Cones(ops, 0, 2, (3, 4))
+    r = np.random.default_rng(5)
+
+    def interior(B):
+        v = r.normal(size=(B, 9))
+        v[:, :2] = np.abs(v[:, :2]) + 0.1
+        v[:, 2] = np.linalg.norm(v[:, 3:5], axis=1) + 0.5
+        v[:, 5] = np.linalg.norm(v[:, 6:9], axis=1) + 0.3
+        return v
+
+    s, z, u = interior(5), interior(5), r.normal(size=(5, 9))
+    W = ipm.Scaling.at(cones, s, z)
+    lam = W.vec(z)
+    np.testing.assert_allclose(lam, W.vec(s, inverse=True), atol=1e-12)     # Wz = W⁻¹s
+    np.testing.assert_allclose(W.vec(W.vec(u), inverse=True), u, atol=1e-12)
+    np.testing.assert_allclose(np.sum(lam * lam, 1), np.sum(s * z, 1), rtol=1e-12)
+    np.testing.assert_allclose(cones.circ(lam, cones.inv_circ(lam, u)), u, atol=1e-12)
+    alpha = cones.max_step(s, u)                     # the ray leaves K exactly at alpha
+    assert (cones.min_eigenvalue(s + 0.999 * alpha[:, None] * u) > 0).all()
+    assert (cones.min_eigenvalue(s + 1.001 * alpha[:, None] * u) < 0).all()
+
+
+def test_soc_projection_jacobian_matches_central_differences():
+    from diffdsl.solvers import arrays, ipm
+    ops = arrays.namespace("numpy")
+    cones = ipm.Cones(ops, 1, 2, (3, 4))
+    r = np.random.default_rng(6)
+    for _ in range(20):
+        v = r.normal(size=(1, 10))
+        P, A = np.eye(1)[None], r.normal(size=(1, 10, 1))
+        d = ipm.Derivative(ops, cones, P, A, np.zeros((1, 1)), ipm.project_dual(cones, v),
+                           ipm.project_dual(cones, v) - v)
+        J = np.zeros((10, 10))
+        for k in range(10):
+            e = np.zeros((1, 10))
+            e[0, k] = 1e-6
+            J[:, k] = (ipm.project_dual(cones, v + e) - ipm.project_dual(cones, v - e))[0] / 2e-6
+        D = np.array([d.D(np.eye(10)[k][None])[0] for k in range(10)]).T
+        np.testing.assert_allclose(D, J, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch", "jax"])
+def test_every_array_namespace_solves_the_batch(name):
+    """The kernel (unpolished) in each namespace against Clarabel's refined solutions, to the
+    accuracy its stopping rule implies (relative residuals and gap ≤ 1e-10)."""
+    pytest.importorskip(name)
+    from diffdsl.solvers import arrays, ipm
+    ops = arrays.namespace(name)
+    prob, w, mu, values = portfolio_socp(B=4)
+    compiled = prob.compile(solver="native")
+    prog = compiled.program
+    data = compiled.solve(values).data
+    P = np.zeros((4, prog.n, prog.n))
+    A = np.zeros((4, prog.m, prog.n))
+    Pv, Av = data.full("P").T, data.full("A").T
+    P[:, prog.P.indices, prog.P.columns] = Pv
+    P[:, prog.P.columns, prog.P.indices] = Pv
+    A[:, prog.A.indices, prog.A.columns] = Av
+    reference = dd.CompiledProblem(prob).solve(values, refine=True)
+
+    def run():
+        arrays_ = [ops.constant(a) for a in (P, data.c.T, A, data.b.T)]
+        cones = ipm.Cones.of(ops, prog.cones)
+        x, *_ = ipm.interior_point(ops, cones, *arrays_)
+        return ops.to_numpy(x)
+
+    if name == "jax":
+        import jax
+        with jax.enable_x64(True):
+            x = run()
+    else:
+        x = run()
+    offset = prog.variable_offsets[w.id]
+    np.testing.assert_allclose(x[:, offset:offset + w.size], reference[w], atol=1e-5)
+
+
+def test_unrolled_rule_is_refused_where_there_is_no_autodiff():
+    prob, x, values = dense_qp()
+    with pytest.raises(ValueError, match="native"):
+        prob.compile(rule="unrolled")
+    sol = prob.compile(solver="native", rule="unrolled").solve(*values)
+    with pytest.raises(ValueError, match="TorchLayer or JaxLayer"):
+        sol.vjp({x: np.ones_like(sol[x])})

@@ -9,6 +9,11 @@
   Lagrangian's data gradient, (∇ℒ(x_τ, y_τ) − ∇ℒ(x, y)) / τ. Informative for LPs, whose true
   gradient is zero almost everywhere; it converges to the implicit derivative as τ → 0 where
   that exists.
+* ``unrolled``: autodiff through the native solver's iterations (``solver="native"`` in
+  ``TorchLayer`` and ``JaxLayer``, whose frameworks do the differentiating). It is the
+  derivative of the algorithm as run, which approaches the implicit one as the iterations
+  converge; it costs memory for every iteration. ``Solution`` (NumPy) has no autodiff and
+  refuses it.
 """
 from __future__ import annotations
 
@@ -24,15 +29,18 @@ class DerivativeRule:
     tau: float = 1e-2
 
     def __post_init__(self) -> None:
-        if self.name not in ("implicit", "perturbed"):
-            raise ValueError(f"unknown derivative rule {self.name!r}; expected 'implicit' or "
-                             "'perturbed'")
+        if self.name not in ("implicit", "perturbed", "unrolled"):
+            raise ValueError(f"unknown derivative rule {self.name!r}; expected 'implicit', "
+                             "'perturbed' or 'unrolled'")
         if self.reg < 0 or not np.isfinite(self.reg):
             raise ValueError(f"reg must be a finite number ≥ 0, got {self.reg}")
         if not self.tau > 0:
             raise ValueError(f"tau must be positive, got {self.tau}")
 
     def __str__(self) -> str:
+        if self.name == "unrolled":
+            return ("unrolled: autodiff through the native solver's iterations, the "
+                    "derivative of the algorithm as run (TorchLayer/JaxLayer)")
         if self.name == "perturbed":
             return (f"perturbed (LPGD, τ = {self.tau:g}): the difference quotient of a re-solve "
                     "at cost c + τ·g; reverse mode only")
@@ -50,7 +58,8 @@ def as_rule(rule) -> DerivativeRule:
         return DerivativeRule()
     if isinstance(rule, str):
         return DerivativeRule(rule)
-    raise TypeError(f"rule must be 'implicit', 'perturbed' or a DerivativeRule, got {rule!r}")
+    raise TypeError("rule must be 'implicit', 'perturbed', 'unrolled' or a DerivativeRule, "
+                    f"got {rule!r}")
 
 
 def perturbed_vjp(adapter, options, data, x, y, gx, tau: float, P_pattern, A_pattern):

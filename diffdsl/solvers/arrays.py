@@ -84,8 +84,12 @@ class NumpyArrays:
     # dense batched linear algebra ----------------------------------------------------
     def factor(self, K):
         """A factorization of every matrix of the batch K (B, k, k)."""
+        import warnings
+
         import scipy.linalg
-        return [scipy.linalg.lu_factor(k, check_finite=False) for k in K]
+        with warnings.catch_warnings():       # singular elements are found by pivots_ok
+            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+            return [scipy.linalg.lu_factor(k, check_finite=False) for k in K]
 
     def solve(self, factors, rhs, transpose: bool = False):
         """K⁻¹ rhs (or K⁻ᵀ rhs) per element; rhs (B, k)."""

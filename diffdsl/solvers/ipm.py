@@ -411,13 +411,14 @@ class Derivative:
         return self.ops.cat([_mv(P, x) + _mv_t(A, y) + c, -_mv(A, x) + b - (y - v)], 1)
 
     def polish(self, c, b, steps: int = 2, bar=None):
-        """Newton steps on F with this factorization, accepted per element where the
-        residual falls (and, with nonnegative rows only, the active set stays: then M is
-        unchanged and the steps are exact Newton steps); M is refactored at the end when
-        cones moved it. ``bar``: per element residual a polished point must beat unless it
+        """Newton steps on F, accepted per element where the residual falls. With
+        nonnegative rows only, a step must keep the active set, so M is unchanged and one
+        factorization serves every step; with cones, M is refactored after each step (and
+        so is the derivative's). ``bar``: per element residual a polished point must beat unless it
         is exact to rounding."""
-        ops, P, A, n = self.ops, self.P, self.A, self.n
-        x, v = self.x, self.v
+        ops, P, A, n, cones = self.ops, self.P, self.A, self.n, self.cones
+        x0, v0, usable = self.x, self.v, self.usable
+        x, v = x0, v0
         F = self.residual(P, c, A, b, x, v)
         norm = ops.sqrt(ops.sum(F * F, 1))
         polished = ops.where(norm > norm, 1.0, 0.0) > 0.5            # none yet
@@ -426,29 +427,30 @@ class Derivative:
             x_new, v_new = x - step[:, :n], v - step[:, n:]
             F_new = self.residual(P, c, A, b, x_new, v_new)
             norm_new = ops.sqrt(ops.sum(F_new * F_new, 1))
-            size = ops.sqrt(ops.sum(x_new * x_new, 1) + ops.sum(v_new * v_new, 1))
-            exact = norm_new <= 1e-12 * (1.0 + size)
-            accept = self.usable & (norm_new < norm)
-            if bar is not None:
-                accept = accept & (exact | (norm_new <= bar))
-            if not self.cones.has_soc:
-                zero, l = self.cones.zero, self.cones.nonneg
+            accept = usable & (norm_new < norm)
+            if not cones.has_soc:
+                zero, l = cones.zero, cones.nonneg
                 same = (v_new[:, zero:zero + l] > 0) == (v[:, zero:zero + l] > 0)
                 accept = accept & (ops.amin(ops.where(same, 1.0, 0.0), 1, empty=1.0) >= 1.0)
             keep = accept[:, None]
             x, v = ops.where(keep, x_new, x), ops.where(keep, v_new, v)
             F, norm = ops.where(keep, F_new, F), ops.where(accept, norm_new, norm)
             polished = polished | accept
-        # elements no step improved keep the solver's own (y, s), not their projection
-        y = ops.where(polished[:, None], project_dual(self.cones, v), self.raw[0])
-        s = ops.where(polished[:, None], y - v, self.raw[1])
-        if self.cones.has_soc:
-            usable = self.usable
-            self._at(x, y, v)
+            if cones.has_soc:            # D moved with v: Newton needs M at the new point
+                self._at(x, project_dual(cones, v), v)
+        if bar is not None:              # keep a polished point only if exact or no worse
+            size = ops.sqrt(ops.sum(x * x, 1) + ops.sum(v * v, 1))
+            polished = polished & ((norm <= 1e-12 * (1.0 + size)) | (norm <= bar))
+        keep = polished[:, None]
+        x, v = ops.where(keep, x, x0), ops.where(keep, v, v0)
+        if cones.has_soc:
+            self._at(x, project_dual(cones, v), v)
             self.usable = self.usable & usable
-        else:
-            self.x, self.v, self.y = x, v, y
-        return self.x, self.y, s
+        # elements left unpolished keep the solver's own (y, s), not their projection
+        y = ops.where(keep, project_dual(cones, v), self.raw[0])
+        s = ops.where(keep, y - v, self.raw[1])
+        self.x, self.v, self.y = x, v, y
+        return x, y, s
 
     def vjp(self, gx, gy):
         """Dense gradients (P (B,n,n), c, A (B,m,n), b) of ⟨gx, x⟩ + ⟨gy, y⟩."""
