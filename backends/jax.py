@@ -274,7 +274,7 @@ class JaxLayer:
             def unrolled(P, c, A, b):
                 _, x, y, s, codes = solve(P, c, A, b)
                 return x, y, s, codes
-            return unrolled
+            return jax.jit(unrolled)
 
         @jax.custom_jvp
         def native_map(P, c, A, b):
@@ -300,7 +300,7 @@ class JaxLayer:
             return (x, y, s, codes), (dx, dy, dy - jnp.where(ok, dv, 0.0),
                                       jnp.zeros(codes.shape, jax.dtypes.float0))
 
-        return native_map
+        return jax.jit(native_map)        # compiled once per shape, also for eager calls
 
     def _native_call(self, theta, data):
         """Dense data from the value blocks, the native map in float64, failures handled."""

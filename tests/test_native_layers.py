@@ -1,0 +1,182 @@
+"""solver="native" inside the layers: the interior-point method runs on the framework's own
+arrays (PyTorch on any device, JAX under jit/vmap). Derivatives against finite differences
+(gradcheck, check_grads) and against the Clarabel path; the unrolled rule against the
+implicit one; failures; CUDA when a device is present."""
+import numpy as np
+import pytest
+
+import diffdsl as dd
+from layer_problems import CASES
+
+NATIVE_CASES = CASES[:3]                   # LP, QP, SOCP: the cones the native solver takes
+NATIVE_IDS = ["LP", "QP", "SOCP"]
+
+
+def flat(outputs):
+    out = []
+    for o in outputs:
+        out.extend(o if isinstance(o, tuple) else (o,))
+    return tuple(out)
+
+
+def infeasible_when_negative():
+    x, h = dd.Variable(), dd.Parameter()
+    return dd.Problem(dd.Minimize(dd.square(x)), [x >= 1, x <= h]), x, h
+
+
+# ---------------------------------------------------------------------------- PyTorch
+torch = pytest.importorskip("torch")
+from diffdsl.backends.torch import TorchLayer  # noqa: E402
+
+
+def torch_layer(case, **kw):
+    return TorchLayer(case.problem, case.parameters, case.variables, duals=[case.dual],
+                      solver="native", **kw)
+
+
+def tensors(values, grad=True, device="cpu"):
+    return [torch.tensor(v, dtype=torch.float64, requires_grad=grad, device=device)
+            for v in values]
+
+
+@pytest.mark.parametrize("make", NATIVE_CASES, ids=NATIVE_IDS)
+def test_torch_native_values_and_gradcheck(make):
+    case = make()
+    layer = torch_layer(case)
+    x, dual = layer(*tensors(case.values, grad=False))[:2]
+    sol = case.problem.compile().solve(*case.values, refine=True)
+    np.testing.assert_allclose(x.numpy(), sol[case.variables[0]], atol=1e-8)
+    assert torch.autograd.gradcheck(lambda *p: flat(layer(*p)), tuple(tensors(case.values)),
+                                    eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("make", NATIVE_CASES, ids=NATIVE_IDS)
+def test_torch_native_batched_gradients_equal_the_clarabel_layer(make):
+    case = make()
+    values = case.batched_values(5, seed=3)
+    grads = []
+    for native in (True, False):
+        layer = (torch_layer(case) if native else
+                 TorchLayer(case.problem, case.parameters, case.variables, duals=[case.dual]))
+        params = tensors(values)
+        outputs = flat(layer(*params))
+        sum(o.square().sum() + o.sum() for o in outputs).backward()
+        grads.append([p.grad.numpy() for p in params])
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-8)
+
+
+def test_torch_native_forward_mode_matches_reverse_mode():
+    case = CASES[2]()                                        # SOCP
+    layer = torch_layer(case)
+    params = tensors(case.values, grad=False)
+    tangent = [torch.ones_like(p) for p in params]
+    _, jvp = torch.func.jvp(lambda *p: layer(*p)[0], tuple(params), tuple(tangent))
+    rows = []
+    for k in range(jvp.shape[0]):
+        ps = tensors(case.values)
+        layer(*ps)[0][k].backward()
+        rows.append(sum(float((p.grad * t).sum()) for p, t in zip(ps, tangent, strict=True)))
+    np.testing.assert_allclose(jvp.numpy(), rows, atol=1e-10)
+
+
+@pytest.mark.parametrize("make", NATIVE_CASES, ids=NATIVE_IDS)
+def test_torch_unrolled_rule_approaches_the_implicit_derivative(make):
+    """Autodiff through the iterations: close to the exact (implicit) gradient where the
+    solution map is smooth, not equal (it differentiates the algorithm as run)."""
+    case = make()
+    grads = []
+    for rule in ("implicit", "unrolled"):
+        layer = torch_layer(case, rule=rule)
+        params = tensors(case.values)
+        flat(layer(*params))[0].sum().backward()
+        grads.append([p.grad.numpy() for p in params])
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-5)
+
+
+def test_torch_native_failures_raise_or_come_back_nan():
+    prob, x, h = infeasible_when_negative()
+    with pytest.raises(dd.SolverError, match="element 1"):
+        TorchLayer(prob, [h], [x], solver="native")(torch.tensor([2.0, 0.0]))
+    layer = TorchLayer(prob, [h], [x], solver="native", on_failure="nan", return_status=True)
+    hs = torch.tensor([2.0, 0.0], dtype=torch.float64, requires_grad=True)
+    out, status = layer(hs)
+    assert out[0].item() == pytest.approx(1.0, abs=1e-8) and torch.isnan(out[1])
+    assert list(dd.SolveStatus)[int(status[1])] is dd.SolveStatus.ITERATION_LIMIT
+    torch.nan_to_num(out).sum().backward()
+    assert hs.grad[1] == 0.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_torch_native_runs_on_cuda():
+    case = CASES[2]()
+    layer = torch_layer(case)
+    cpu = tensors(case.values)
+    gpu = tensors(case.values, device="cuda")
+    a, b = flat(layer(*cpu)), flat(layer(*gpu))
+    assert all(t.device.type == "cuda" for t in b)
+    sum(t.sum() for t in a).backward()
+    sum(t.sum() for t in b).backward()
+    for p, q in zip(cpu, gpu, strict=True):
+        np.testing.assert_allclose(q.grad.cpu().numpy(), p.grad.numpy(), atol=1e-8)
+
+
+# ---------------------------------------------------------------------------- JAX
+jax = pytest.importorskip("jax")
+jax.config.update("jax_enable_x64", True)         # as the other JAX tests (the Clarabel path)
+import jax.numpy as jnp  # noqa: E402
+from jax.test_util import check_grads  # noqa: E402
+
+from diffdsl.backends.jax import JaxLayer  # noqa: E402
+
+
+def jax_layer(case, **kw):
+    return JaxLayer(case.problem, case.parameters, case.variables, duals=[case.dual],
+                    solver="native", **kw)
+
+
+@pytest.mark.parametrize("make", NATIVE_CASES, ids=NATIVE_IDS)
+def test_jax_native_check_grads_and_jit(make):
+    case = make()
+    layer = jax_layer(case)
+    params = tuple(jnp.asarray(v, jnp.float64) for v in case.values)
+    check_grads(lambda *p: jax.tree_util.tree_leaves(layer(*p)), params, order=1,
+                modes=("fwd", "rev"), eps=1e-6, atol=1e-5, rtol=1e-4)
+    eager = layer(*params)[0]
+    jitted = jax.jit(lambda *p: layer(*p)[0])(*params)
+    sol = case.problem.compile().solve(*case.values, refine=True)
+    np.testing.assert_allclose(np.asarray(eager), sol[case.variables[0]], atol=1e-8)
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), atol=1e-10)
+
+
+def test_jax_native_vmap_of_grad_under_jit_equals_the_clarabel_layer():
+    case = CASES[1]()                                         # QP
+    values = case.batched_values(4, seed=2)
+    grads = []
+    for layer in (jax_layer(case), JaxLayer(case.problem, case.parameters, case.variables,
+                                            duals=[case.dual])):
+        loss = jax.grad(lambda q, h, layer=layer: jnp.sum(layer(q, h)[0] ** 2))
+        grads.append(np.asarray(jax.jit(jax.vmap(loss))(*(jnp.asarray(v) for v in values))))
+    np.testing.assert_allclose(grads[0], grads[1], atol=1e-8)
+
+
+def test_jax_unrolled_rule_and_float32():
+    case = CASES[1]()
+    implicit, unrolled = jax_layer(case), jax_layer(case, rule="unrolled")
+    params = tuple(jnp.asarray(v, jnp.float32) for v in case.values)
+    out = implicit(*params)[0]
+    assert out.dtype == jnp.float32
+    g = [jax.grad(lambda q, h, lay=lay: jnp.sum(lay(q, h)[0]))(*params)
+         for lay in (implicit, unrolled)]
+    np.testing.assert_allclose(np.asarray(g[1]), np.asarray(g[0]), atol=1e-4)
+
+
+def test_jax_native_failures():
+    prob, x, h = infeasible_when_negative()
+    with pytest.raises(dd.SolverError, match="element 1"):
+        JaxLayer(prob, [h], [x], solver="native")(jnp.asarray([2.0, 0.0]))
+    layer = JaxLayer(prob, [h], [x], solver="native", on_failure="nan", return_status=True)
+    out, status = jax.jit(layer)(jnp.asarray([2.0, 0.0]))
+    assert float(out[0]) == pytest.approx(1.0, abs=1e-6) and np.isnan(float(out[1]))
+    assert list(dd.SolveStatus)[int(status[1])] is dd.SolveStatus.ITERATION_LIMIT
