@@ -66,27 +66,36 @@ def cvxpylayers_layer(Q, G, F):
     return lambda q, h: layer(q, h)[0]
 
 
-def qpth_layer(Q, G, F):
+def qpth_layer(Q, G, F, device="cpu"):
     from qpth.qp import QPFunction
-    Qt, Gt = torch.tensor(Q), torch.tensor(G)
-    Ft = torch.tensor(F) if len(F) else torch.empty(0, dtype=torch.float64)
-    zero = torch.zeros(len(F), dtype=torch.float64) if len(F) else torch.empty(
-        0, dtype=torch.float64)
+    Qt, Gt = torch.tensor(Q, device=device), torch.tensor(G, device=device)
+    Ft = torch.tensor(F, device=device) if len(F) else torch.empty(
+        0, dtype=torch.float64, device=device)
+    zero = torch.zeros(len(F), dtype=torch.float64, device=device)
     return lambda q, h: QPFunction(verbose=-1)(Qt, q, Gt, h, Ft, zero)
 
 
-def measure(layer, q, h, g, repeats=2):
+def measure(layer, q, h, g, repeats=2, device="cpu"):
     best_f, best_fb, grad = np.inf, np.inf, None
     for _ in range(repeats):
-        qt = torch.tensor(q, requires_grad=True)
+        qt = torch.tensor(q, requires_grad=True, device=device)
+        ht, gt = torch.tensor(h, device=device), torch.tensor(g, device=device)
+        _sync(device)
         start = time.perf_counter()
-        out = layer(qt, torch.tensor(h))
+        out = layer(qt, ht)
+        _sync(device)
         middle = time.perf_counter()
-        (out * torch.tensor(g)).sum().backward()
+        (out * gt).sum().backward()
+        _sync(device)
         end = time.perf_counter()
         best_f, best_fb = min(best_f, middle - start), min(best_fb, end - start)
-        grad = qt.grad.numpy()
+        grad = qt.grad.cpu().numpy()
     return best_f, best_fb, grad
+
+
+def _sync(device) -> None:
+    if device != "cpu":
+        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -114,6 +123,31 @@ def main() -> None:
             rows.append((label, tool, f, fb))
             print(f"{label:<34} {tool:<18} {f * 1e3:>7.1f} ms {fb * 1e3:>7.1f} ms {err:>11.1e}")
     chart(rows)
+    if torch.cuda.is_available():
+        gpu_section(tools)
+    else:
+        print("(no CUDA device: the GPU section is skipped)")
+
+
+def gpu_section(tools) -> None:
+    """OptNet QP n=100, m=100 at B=128 and B=1024 on the GPU: the native solver runs on the
+    CUDA tensors (one batched LU per iteration on the device); qpth likewise."""
+    print(f"\nGPU ({torch.cuda.get_device_name()})")
+    print(f"{'problem':<34} {'tool':<18} {'forward':>10} {'fwd+bwd':>10} {'grad error':>11}")
+    for batch in (128, 1024):
+        Q, G, F, q, h = instance(100, 100, 0, batch)
+        g = np.random.default_rng(1).normal(size=q.shape)
+        exact = reference_gradient(Q, G, F, q, h, g) if batch <= 128 else None
+        for tool, maker in tools:
+            if tool not in ("diffdsl native", "qpth"):
+                continue
+            layer = maker(Q, G, F) if tool != "qpth" else qpth_layer(Q, G, F, "cuda")
+            layer(torch.tensor(q[:2], device="cuda"), torch.tensor(h[:2], device="cuda"))
+            f, fb, grad = measure(layer, q, h, g, device="cuda")
+            err = (np.abs(grad - exact).max() / np.abs(exact).max()) if exact is not None \
+                else np.nan
+            label = f"OptNet QP n=100 m=100 B={batch}"
+            print(f"{label:<34} {tool:<18} {f * 1e3:>7.1f} ms {fb * 1e3:>7.1f} ms {err:>11.1e}")
 
 
 def chart(rows) -> None:

@@ -189,11 +189,21 @@ class CompiledProblem:
         reuse = (warm_start and self.adapter.supports_warm_start and self._last is not None
                  and len(self._last) == len(instances))
         warm = self._last if reuse else [None] * len(instances)
+        if len(instances) == 1 and executor is None:
+            return [solve_instance(self.adapter.name, instances[0], options, warm[0])]
+        pool = executor or default_executor()
+        if (self.adapter.reuses_workspace and data.P.shape[1] == 1 and data.A.shape[1] == 1):
+            # P and A do not depend on θ: one solver workspace per worker, set up once and
+            # updated with each element's b and c (setup, scaling, symbolic analysis and
+            # factorizations of P and A are not repeated per element)
+            chunks = np.array_split(np.arange(len(instances)),
+                                    min(len(instances), _workers(pool)))
+            parts = pool.map(solve_sequence, *zip(*[
+                (self.adapter.name, [instances[i] for i in c], options, [warm[i] for i in c])
+                for c in chunks], strict=True))
+            return [raw for part in parts for raw in part]
         args = [(self.adapter.name, inst, options, w)
                 for inst, w in zip(instances, warm, strict=True)]
-        if len(instances) == 1 and executor is None:
-            return [solve_instance(*args[0])]
-        pool = executor or default_executor()
         return list(pool.map(solve_instance, *zip(*args, strict=True)))
 
 
@@ -308,6 +318,21 @@ def solve_instance(adapter_name: str, data: ConeProgramData, options: dict,
     raw = get_adapter(adapter_name).solve(data, options, warm)
     raw.wall_time = time.perf_counter() - started
     return raw
+
+
+def solve_sequence(adapter_name: str, instances: list, options: dict,
+                   warm: list) -> list[RawSolution]:
+    """Solve instances sharing P and A in one reused workspace (module-level: picklable)."""
+    started = time.perf_counter()
+    raws = get_adapter(adapter_name).solve_sequence(instances, options, warm)
+    for raw in raws:
+        raw.wall_time = (time.perf_counter() - started) / len(raws)
+    return raws
+
+
+def _workers(pool) -> int:
+    """How many tasks ``pool`` runs at once (its max_workers; Dask and others: the CPUs)."""
+    return int(getattr(pool, "_max_workers", 0) or os.cpu_count() or 1)
 
 
 class Solution:

@@ -106,9 +106,40 @@ class SolverAdapter:
         values = [float(options[k]) for k in self.tolerance_keys if k in options]
         return max(values) if values else 1e-8
 
+    #: whether ``setup``/``update``/``run`` are implemented: a workspace set up for one
+    #: instance (scalings, symbolic analysis, factorizations of P and A) takes new b and c
+    reuses_workspace = False
+
     def solve(self, data: ConeProgramData, opts: dict,
               warm: RawSolution | None = None) -> RawSolution:
+        return self.run(self.setup(data, opts), data, opts, warm)
+
+    def setup(self, data: ConeProgramData, opts: dict):
+        """A solver workspace for ``data`` (what depends on P and A is computed here)."""
         raise NotImplementedError
+
+    def update(self, workspace, data: ConeProgramData) -> bool:
+        """Put ``data``'s b and c into a workspace set up for the same P and A (False: the
+        solver refused; set up a new one)."""
+        raise NotImplementedError
+
+    def run(self, workspace, data: ConeProgramData, opts: dict,
+            warm: RawSolution | None = None) -> RawSolution:
+        raise NotImplementedError
+
+    def solve_sequence(self, instances: list[ConeProgramData], opts: dict,
+                       warm: list) -> list[RawSolution]:
+        """Instances that share P and A (only b and c differ), in order: one workspace
+        set up once and updated per instance when the solver allows it."""
+        if not self.reuses_workspace or len(instances) < 2:
+            return [self.solve(d, opts, w) for d, w in zip(instances, warm, strict=True)]
+        workspace = self.setup(instances[0], opts)
+        out = []
+        for k, (data, w) in enumerate(zip(instances, warm, strict=True)):
+            if k and not self.update(workspace, data):
+                workspace = self.setup(data, opts)
+            out.append(self.run(workspace, data, opts, w))
+        return out
 
 
 ADAPTERS: dict[str, SolverAdapter] = {}

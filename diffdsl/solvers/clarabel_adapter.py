@@ -51,16 +51,34 @@ class ClarabelAdapter(SolverAdapter):
     def known_options(self) -> set[str]:
         return set(self.settings_names)
 
-    def solve(self, data: ConeProgramData, opts: dict, warm=None) -> RawSolution:
+    reuses_workspace = True
+
+    def setup(self, data: ConeProgramData, opts: dict):
         import clarabel
         self.check_cones(data.cones)
         settings = clarabel.DefaultSettings()
         for key, value in self.options(opts).items():
             setattr(settings, key, value)
         perm = psd_permutation(data.cones)
-        A, b = (data.A, data.b) if perm is None else (data.A[perm], data.b[perm])
-        solver = clarabel.DefaultSolver(data.P, data.c, A.tocsc(), b, cones(data.cones), settings)
-        sol = solver.solve()
+        A = data.A if perm is None else data.A[perm]
+        return clarabel.DefaultSolver(data.P, data.c, A.tocsc(), self._b(data, perm),
+                                      cones(data.cones), settings)
+
+    @staticmethod
+    def _b(data: ConeProgramData, perm) -> np.ndarray:
+        return data.b if perm is None else data.b[perm]
+
+    def update(self, workspace, data: ConeProgramData) -> bool:
+        if not workspace.is_data_update_allowed():
+            return False
+        workspace.update(q=np.ascontiguousarray(data.c, float),
+                         b=np.ascontiguousarray(self._b(data, psd_permutation(data.cones)),
+                                                float))
+        return True
+
+    def run(self, workspace, data: ConeProgramData, opts: dict, warm=None) -> RawSolution:
+        perm = psd_permutation(data.cones)
+        sol = workspace.solve()
         y, s = np.asarray(sol.z), np.asarray(sol.s)
         if perm is not None:
             y_out, s_out = np.empty_like(y), np.empty_like(s)

@@ -10,8 +10,9 @@ every iteration factors the reduced KKT matrices
     [[P + GᵀG + δI, A_eᵀ], [A_e, −δI]],   G = W⁻¹A_i,
 
 of the whole batch with one batched LU, shared by the predictor and the corrector (one
-step of iterative refinement against δ = 0). Elements converge independently; converged ones stay put. Each element
-keeps its best iterate (relative primal and dual residuals and relative gap).
+step of iterative refinement against δ = 0). Elements converge independently; converged
+ones stay put. Each element keeps its best iterate (relative primal and dual residuals and
+relative gap).
 
 The derivative is the implicit one of ``diffdsl.diff.hsde`` at τ = 1: with v = y − s and
 D = DΠ_K*(v) (1 on zero rows, [v > 0] on nonnegative rows, the SOC projection's Jacobian
@@ -308,10 +309,10 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
 def project_dual(cones: Cones, v):
     """Π_K*(v): the identity on zero rows (K* is free there), max(v, 0) on nonnegative
     rows, the projection onto each second-order cone."""
-    ops, zero, l = cones.ops, cones.zero, cones.nonneg
-    parts = [v[:, :zero], ops.maximum(v[:, zero:zero + l], 0.0)]
+    ops, zero, k = cones.ops, cones.zero, cones.zero + cones.nonneg
+    parts = [v[:, :zero], ops.maximum(v[:, zero:k], 0.0)]
     if cones.has_soc:
-        vq, h = v[:, zero + l:, None], cones.head
+        vq, h = v[:, k:, None], cones.head
         t, norm = _cone_parts(cones, vq)
         boundary = cones.spread((t + norm) / 2) * (
             h + (1 - h) * vq / cones.spread(ops.maximum(norm, TINY)))
@@ -339,13 +340,12 @@ class Derivative:
 
     def _at(self, x, y, v) -> None:
         ops, cones, P, A = self.ops, self.cones, self.P, self.A
-        zero, l = cones.zero, cones.nonneg
+        zero, k = cones.zero, cones.zero + cones.nonneg
         self.x, self.y, self.v = x, y, v
         B, m, n = A.shape
-        diag = [ops.full((B, zero), 1.0, x), ops.where(v[:, zero:zero + l] > 0, 1.0, 0.0)]
+        diag = [ops.full((B, zero), 1.0, x), ops.where(v[:, zero:k] > 0, 1.0, 0.0)]
         self.d = ops.cat(diag, 1)                         # D on zero and nonnegative rows
-        self.usable = self._clear_of_kinks(v[:, zero:zero + l])
-        k = zero + l
+        self.usable = self._clear_of_kinks(v[:, zero:k])
         AT = A.mT
         ATD = [AT[:, :, :k] * self.d[:, None, :]]
         I_minus_D = [ops.diag_embed(1.0 - self.d)]
@@ -429,8 +429,8 @@ class Derivative:
             norm_new = ops.sqrt(ops.sum(F_new * F_new, 1))
             accept = usable & (norm_new < norm)
             if not cones.has_soc:
-                zero, l = cones.zero, cones.nonneg
-                same = (v_new[:, zero:zero + l] > 0) == (v[:, zero:zero + l] > 0)
+                rows = slice(cones.zero, cones.zero + cones.nonneg)
+                same = (v_new[:, rows] > 0) == (v[:, rows] > 0)
                 accept = accept & (ops.amin(ops.where(same, 1.0, 0.0), 1, empty=1.0) >= 1.0)
             keep = accept[:, None]
             x, v = ops.where(keep, x_new, x), ops.where(keep, v_new, v)

@@ -31,15 +31,31 @@ class OSQPAdapter(SolverAdapter):
                 "max_iter", "rho", "sigma", "alpha", "scaling", "adaptive_rho", "time_limit",
                 "check_termination", "warm_starting", "polish_refine_iter"}
 
-    def solve(self, data: ConeProgramData, opts: dict, warm=None) -> RawSolution:
+    reuses_workspace = True
+
+    def setup(self, data: ConeProgramData, opts: dict):
         import osqp
         self.check_cones(data.cones)
-        lower = np.concatenate([data.b[:data.cones.zero],
-                                np.full(data.cones.nonneg, -np.inf)])
         solver = osqp.OSQP()
-        solver.setup(data.P, data.c, data.A.tocsc(), lower, data.b, **self.options(opts))
+        solver.setup(data.P, data.c, data.A.tocsc(), self._lower(data), data.b,
+                     **self.options(opts))
+        return solver
+
+    @staticmethod
+    def _lower(data: ConeProgramData) -> np.ndarray:
+        return np.concatenate([data.b[:data.cones.zero], np.full(data.cones.nonneg, -np.inf)])
+
+    def update(self, workspace, data: ConeProgramData) -> bool:
+        workspace.update(q=np.ascontiguousarray(data.c, float), l=self._lower(data),
+                         u=np.ascontiguousarray(data.b, float))
+        return True
+
+    def run(self, workspace, data: ConeProgramData, opts: dict, warm=None) -> RawSolution:
+        solver = workspace
         if warm is not None:
             solver.warm_start(x=warm.x, y=warm.y)
+        else:                              # cold (zeros), also in a reused workspace
+            solver.warm_start(x=np.zeros(data.A.shape[1]), y=np.zeros(data.A.shape[0]))
         res = solver.solve(raise_error=False)   # failures come back as a status
         status = STATUS.get(str(res.info.status).lower(), SolveStatus.SOLVER_ERROR)
         x = np.asarray(res.x, dtype=float)

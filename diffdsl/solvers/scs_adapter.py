@@ -28,21 +28,35 @@ class SCSAdapter(SolverAdapter):
                 "normalize", "scale", "adaptive_scale", "rho_x", "alpha", "acceleration_lookback",
                 "acceleration_interval", "use_indirect", "log_csv_filename", "write_data_filename"}
 
-    def solve(self, data: ConeProgramData, opts: dict, warm=None) -> RawSolution:
+    reuses_workspace = True
+
+    def setup(self, data: ConeProgramData, opts: dict):
         import scs
         self.check_cones(data.cones)
         k = data.cones
-        A, b, padded = data.A, data.b, data.A.shape[0] == 0
-        if padded:              # SCS needs m ≥ 1: add the vacuous row 0 ≤ 1
-            A, b = sp.csc_matrix((1, data.A.shape[1])), np.ones(1)
-        cone = {"z": k.zero, "l": k.nonneg + padded, "q": list(k.soc), "s": list(k.psd),
-                "ep": k.exp, "p": list(k.pow)}
+        A, b = data.A, self._b(data)
+        if data.A.shape[0] == 0:          # SCS needs m ≥ 1: add the vacuous row 0 ≤ 1
+            A = sp.csc_matrix((1, data.A.shape[1]))
+        cone = {"z": k.zero, "l": k.nonneg + (data.A.shape[0] == 0), "q": list(k.soc),
+                "s": list(k.psd), "ep": k.exp, "p": list(k.pow)}
         problem = {"P": data.P if data.P.nnz else None, "A": A, "b": b, "c": data.c}
-        solver = scs.SCS(problem, cone, **self.options(opts))
+        return scs.SCS(problem, cone, **self.options(opts))
+
+    @staticmethod
+    def _b(data: ConeProgramData) -> np.ndarray:
+        return np.ones(1) if data.A.shape[0] == 0 else data.b
+
+    def update(self, workspace, data: ConeProgramData) -> bool:
+        workspace.update(b=np.ascontiguousarray(self._b(data), float),
+                         c=np.ascontiguousarray(data.c, float))
+        return True
+
+    def run(self, workspace, data: ConeProgramData, opts: dict, warm=None) -> RawSolution:
+        solver, padded = workspace, data.A.shape[0] == 0
         if warm is not None:
             sol = solver.solve(warm_start=True, x=warm.x, y=warm.y, s=warm.s)
-        else:
-            sol = solver.solve()
+        else:                              # cold, also in a reused workspace
+            sol = solver.solve(warm_start=False)
         info = sol["info"]
         status = STATUS.get(info["status"], SolveStatus.SOLVER_ERROR)
         if info["status"] == "solved_inaccurate" and \
