@@ -293,7 +293,7 @@ class JaxLayer:
             g = jnp.concatenate([ipm._mv(dP, x) + ipm._mv_t(dA, y) + dc,
                                  -ipm._mv(dA, x) + db], axis=-1)
             dz = jax.lax.custom_linear_solve(
-                lambda v: ipm._mv(d.M, v), jnp.where(ok, -g, 0.0),
+                d.matvec, jnp.where(ok, -g, 0.0),
                 lambda _, r: d.solve(r), transpose_solve=lambda _, r: d.solve(r, True))
             dv = dz[:, n:]
             dx, dy = jnp.where(ok, dz[:, :n], 0.0), jnp.where(ok, d.D(dv), 0.0)

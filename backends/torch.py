@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import torch
 
+from diffdsl.diff.threads import single_threaded_blas
 from diffdsl.errors import DegenerateDerivativeWarning
 from diffdsl.solvers import SolverError, ipm
 from diffdsl.solvers.arrays import namespace
@@ -182,16 +183,37 @@ class _NativeSolve(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gx, gy):
         ok = ctx.ok[:, None]
-        grads = ctx.derivative.vjp(torch.where(ok, gx, 0.0), torch.where(ok, gy, 0.0))
-        _warn_degenerate(ctx.derivative, ctx.ok)
+        d = ctx.derivative
+        grads = d.call("vjp", torch.where(ok, gx, 0.0), torch.where(ok, gy, 0.0))
+        _warn_degenerate(d, ctx.ok)
         return (*(torch.where(ok[..., None] if g.ndim == 3 else ok, g, 0.0) for g in grads),
                 None, None)
 
     @staticmethod
     def jvp(ctx, dP, dc, dA, db, *_):
-        dx, dy, _ = ctx.derivative.jvp(dP, dc, dA, db)
+        dx, dy, _ = ctx.derivative.call("jvp", dP, dc, dA, db)
         ok = ctx.ok[:, None]
         return torch.where(ok, dx, 0.0), torch.where(ok, dy, 0.0)
+
+
+class _OnDevice:
+    """An ``ipm.Derivative`` held in some array namespace, called with and answering in
+    tensors on ``device``."""
+
+    def __init__(self, derivative, ops, device) -> None:
+        self.derivative, self.ops, self.device = derivative, ops, device
+        self.usable = self.back(derivative.usable)
+
+    def back(self, a):
+        return a if self.ops.name == "torch" else torch.as_tensor(a, device=self.device)
+
+    def call(self, method: str, *tensors):
+        if self.ops.name == "torch":
+            return getattr(self.derivative, method)(*tensors)
+        args = [_numpy(t) for t in tensors]
+        with torch._C._DisableFuncTorch():      # NumPy work, outside torch.func's transforms
+            out = getattr(self.derivative, method)(*args)
+        return tuple(self.back(a) for a in out)
 
 
 def _warn_degenerate(derivative, ok) -> None:
@@ -317,17 +339,27 @@ class TorchLayer(torch.nn.Module):
         return self._outputs(x, y, codes, batch, dtype, device)
 
     def _native_solve(self, P, c, A, b, derivative: bool = True):
-        """(x, y, status codes in SolveStatus order, the polished point's Derivative)."""
-        layout, ops = self.core.native, namespace("torch")
-        cones = ipm.Cones.of(ops, layout.cones, like=P)
-        x, y, s, status, _, _ = ipm.interior_point(ops, cones, P, c, A, b, tol=layout.tol,
-                                                   max_iter=layout.max_iter,
-                                                   unrolled=layout.unrolled)
-        codes = torch.as_tensor(layout.codes, device=P.device)[status.long()]
-        d = None
-        if derivative:
-            d = ipm.Derivative(ops, cones, P, A, x, y, s)
-            x, y, _ = d.polish(c, b)
+        """(x, y, status codes in SolveStatus order, the polished point's derivative). On
+        the CPU (implicit rule) the arithmetic is NumPy's and the LU PyTorch's — the fastest
+        there; on a GPU, or unrolled (autograd must see every step), all of it is torch's."""
+        layout, device = self.core.native, P.device
+        hybrid = device.type == "cpu" and not layout.unrolled
+        ops = namespace("hybrid" if hybrid else "torch")
+        data = [_numpy(t) if hybrid else t for t in (P, c, A, b)]
+        with single_threaded_blas():
+            cones = ipm.Cones.of(ops, layout.cones, like=data[0])
+            rows = None if layout.unrolled else ipm.RowSpace.of(ops, data[0], data[2],
+                                                                 layout.cones.zero)
+            x, y, s, status, _, _ = ipm.interior_point(
+                ops, cones, *data, tol=layout.tol, max_iter=layout.max_iter,
+                unrolled=layout.unrolled, rows=rows)
+            d = None
+            if derivative:
+                d = ipm.Derivative(ops, cones, data[0], data[2], x, y, s, rows)
+                x, y, _ = d.polish(data[1], data[3])
+                d = _OnDevice(d, ops, device)
+        x, y, status = (torch.as_tensor(a, device=device) for a in (x, y, status))
+        codes = torch.as_tensor(layout.codes, device=device)[status.long()]
         return x, y, codes, d
 
     def _closed_form(self, theta, batch, dtype, device):

@@ -81,6 +81,13 @@ class NumpyArrays:
         """(B, k) → (B, k, k) diagonal matrices."""
         return v[..., :, None] * self.eye(v.shape[-1], v)
 
+    def add_diagonal(self, M, v):
+        """M + diag(v) for M (B, k, k) and v (B, k) or (k,), without forming diag(v)."""
+        out = np.array(M, dtype=np.float64)
+        k = np.arange(M.shape[-1])
+        out[..., k, k] += v
+        return out
+
     # dense batched linear algebra ----------------------------------------------------
     def factor(self, K):
         """A factorization of every matrix of the batch K (B, k, k)."""
@@ -105,7 +112,32 @@ class NumpyArrays:
             out.append(bool(d.size == 0 or d.min() > tol * max(d.max(), 1e-300)))
         return np.array(out, dtype=bool)
 
+    def spd_inverse(self, P, tol: float = 1e-10):
+        """(P⁻¹, ok) for a batch of symmetric matrices; ok[i]: P[i] is positive definite with
+        a Cholesky pivot ratio min/max above ``tol`` (P⁻¹ is only meaningful there)."""
+        B, n = P.shape[0], P.shape[-1]
+        inverse, ok = np.zeros_like(P), np.zeros(B, dtype=bool)
+        for i in range(B):
+            try:
+                L = np.linalg.cholesky(P[i])
+            except np.linalg.LinAlgError:
+                continue
+            d = np.diag(L) ** 2
+            ok[i] = n == 0 or d.min() > tol * d.max()
+            inverse[i] = np.linalg.inv(P[i]) if ok[i] else 0.0
+        return inverse, ok
+
     # control flow ---------------------------------------------------------------------
+    def maybe_all(self, a) -> bool:
+        """Whether every entry of a boolean array is true; False when that cannot be known
+        without running (a traced JAX value), so callers then take the general branch."""
+        return bool(self.to_numpy(a).all())
+
+    def maybe_any(self, a) -> bool:
+        """Whether any entry of a boolean array is true; True when that cannot be known
+        without running (a traced JAX value), so callers then take the general branch."""
+        return bool(self.to_numpy(a).any())
+
     def loop(self, step, done, state, max_iter: int):
         """Apply ``step`` until ``done(state)`` holds for every element (or max_iter)."""
         for _ in range(max_iter):
@@ -177,6 +209,11 @@ class TorchArrays(NumpyArrays):
     def cat(self, arrays, axis):
         return self.torch.cat(arrays, dim=axis)
 
+    def add_diagonal(self, M, v):
+        out = M.clone()
+        out.diagonal(dim1=-2, dim2=-1).add_(v)     # on a fresh copy: autograd follows it
+        return out
+
     def factor(self, K):
         lu, pivots, _ = self.torch.linalg.lu_factor_ex(K)
         return lu, pivots
@@ -189,6 +226,17 @@ class TorchArrays(NumpyArrays):
         if d.shape[-1] == 0:
             return self.torch.ones(d.shape[:-1], dtype=bool, device=d.device)
         return d.amin(-1) > tol * d.amax(-1).clamp(min=1e-300)
+
+    def spd_inverse(self, P, tol: float = 1e-10):
+        torch = self.torch
+        L, info = torch.linalg.cholesky_ex(P)
+        d = torch.diagonal(L, dim1=-2, dim2=-1) ** 2
+        ok = info == 0
+        if d.shape[-1]:
+            ok = ok & (d.amin(-1) > tol * d.amax(-1).clamp(min=1e-300))
+        if not bool(ok.all()):                   # the caller takes the general branch
+            return torch.zeros_like(P), ok
+        return torch.cholesky_inverse(L), ok
 
 
 class JaxArrays(NumpyArrays):
@@ -209,6 +257,10 @@ class JaxArrays(NumpyArrays):
     def to_numpy(self, a):
         return np.asarray(a)
 
+    def add_diagonal(self, M, v):
+        k = self.xp.arange(M.shape[-1])
+        return M.at[..., k, k].add(v)
+
     def factor(self, K):
         return self.jax.scipy.linalg.lu_factor(K)
 
@@ -225,6 +277,26 @@ class JaxArrays(NumpyArrays):
             return self.xp.ones(d.shape[:-1], dtype=bool)
         return d.min(-1) > tol * self.xp.maximum(d.max(-1), 1e-300)
 
+    def maybe_any(self, a) -> bool:
+        if isinstance(a, self.jax.core.Tracer):
+            return True
+        return bool(np.asarray(a).any())
+
+    def maybe_all(self, a) -> bool:
+        if isinstance(a, self.jax.core.Tracer):
+            return False
+        return bool(np.asarray(a).all())
+
+    def spd_inverse(self, P, tol: float = 1e-10):
+        xp = self.xp
+        L = xp.linalg.cholesky(P)                      # NaN where P is not definite
+        d = xp.diagonal(L, axis1=-2, axis2=-1) ** 2
+        ok = xp.all(xp.isfinite(L), axis=(-2, -1))
+        if d.shape[-1]:
+            ok = ok & (d.min(-1) > tol * xp.maximum(d.max(-1), 1e-300))
+        eye = xp.broadcast_to(xp.eye(P.shape[-1]), P.shape)
+        return self.jax.scipy.linalg.cho_solve((L, True), eye), ok
+
     def loop(self, step, done, state, max_iter: int):
         lax = self.jax.lax
 
@@ -239,19 +311,48 @@ class JaxArrays(NumpyArrays):
         return self.jax.lax.fori_loop(0, max_iter, lambda _, s: step(s), state)
 
 
+class HybridArrays(NumpyArrays):
+    """NumPy arrays, factored and solved by PyTorch's batched LU: on the CPU the fastest
+    combination (NumPy's per-operation overhead is a fraction of PyTorch's, and PyTorch
+    factors a whole batch in one call where SciPy loops in Python)."""
+
+    name = "hybrid"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.torch = namespace("torch")
+
+    def factor(self, K):
+        return self.torch.factor(self.torch.torch.from_numpy(np.ascontiguousarray(K)))
+
+    def solve(self, factors, rhs, transpose: bool = False):
+        rhs = self.torch.torch.from_numpy(np.ascontiguousarray(rhs))
+        return self.torch.solve(factors, rhs, transpose).numpy()
+
+    def pivots_ok(self, factors, tol: float = 1e-12):
+        return self.torch.pivots_ok(factors, tol).numpy()
+
+    def spd_inverse(self, P, tol: float = 1e-10):
+        inverse, ok = self.torch.spd_inverse(
+            self.torch.torch.from_numpy(np.ascontiguousarray(P)), tol)
+        return inverse.numpy(), ok.numpy()
+
+
 @functools.cache
 def namespace(name: str) -> NumpyArrays:
-    """The array namespace called ``name``: "numpy", "torch" or "jax"."""
-    kinds = {"numpy": NumpyArrays, "torch": TorchArrays, "jax": JaxArrays}
+    """The array namespace called ``name``: "numpy", "torch", "jax" or "hybrid" (NumPy
+    with PyTorch's batched LU)."""
+    kinds = {"numpy": NumpyArrays, "torch": TorchArrays, "jax": JaxArrays,
+             "hybrid": HybridArrays}
     if name not in kinds:
         raise ValueError(f"unknown array namespace {name!r}; expected one of {sorted(kinds)}")
     return kinds[name]()
 
 
 def fastest_cpu() -> NumpyArrays:
-    """PyTorch's namespace when it is installed (its batched LU factors a whole batch in one
-    call), NumPy's otherwise."""
+    """"hybrid" when PyTorch is installed (NumPy's arithmetic, PyTorch's batched LU), plain
+    NumPy otherwise."""
     try:
-        return namespace("torch")
+        return namespace("hybrid")
     except ImportError:                  # pragma: no cover - torch is an optional extra
         return namespace("numpy")

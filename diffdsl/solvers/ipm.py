@@ -32,7 +32,9 @@ import numpy as np
 REGULARIZATION = 1e-10
 INACCURATE = 1e-6   # relative error still reported optimal_inaccurate
 STALL = 5           # iterations without progress after which an accurate-enough element stops
-AMBIGUOUS = 1e-4    # relative margin to a projection's kink below which D is unclear
+AMBIGUOUS = 1e-4    # a solver's complementary pair with min/max above this is not split
+EXACT_KINK = 1e-9   # an exact point's relative distance to a projection's kink below which
+                    # strict complementarity is taken to fail
 TINY = 1e-300
 
 #: status codes of the kernel (the adapter maps them to SolveStatus)
@@ -67,7 +69,9 @@ class Cones:
         return X[:, :self.nonneg], X[:, self.nonneg:]
 
     def join(self, linear, cones):
-        return self.ops.cat([linear, cones], 1)
+        if not self.has_soc:
+            return linear
+        return self.ops.cat([linear, cones], 1) if self.nonneg else cones
 
     def seg(self, X):
         """Per cone sums of the SOC rows: (B, mq, k) → (B, K, k)."""
@@ -177,6 +181,21 @@ class Scaling:
     def vec(self, v, inverse: bool = False):
         return self.apply(v[..., None], inverse)[..., 0]
 
+    def squared(self, lead: int):
+        """W² on the rows of A with ``lead`` equality rows first (zero there), as its
+        diagonal (B, lead + mi) — s/z on nonnegative rows, 0 on cone rows — and the cones'
+        dense block (B, mq, mq) (None without cones)."""
+        ops, cones = self.cones.ops, self.cones
+        B, like = self.d.shape[0], self.d
+        diag = ops.cat([ops.zeros((B, lead), like), self.d * self.d,
+                        ops.zeros((B, sum(cones.soc)), like)], 1)
+        if not cones.has_soc:
+            return diag, None
+        mq = sum(cones.soc)
+        X = ops.cat([ops.zeros((B, cones.nonneg, mq), like),
+                     ops.zeros((B, mq, mq), like) + ops.eye(mq, like)], 1)
+        return diag, self.apply(self.apply(X))[:, cones.nonneg:]
+
 
 # --------------------------------------------------------------------------- the method
 def _mv(M, v):
@@ -187,42 +206,114 @@ def _mv_t(M, v):
     return (v[..., None, :] @ M)[..., 0, :]
 
 
-class _KKT:
-    """[[P + GᵀG + δI, A_eᵀ], [A_e, −δI]] for the batch, factored once, solved with one step
-    of refinement against δ = 0."""
+class RowSpace:
+    """For P positive definite: P⁻¹, AP⁻¹ and S = AP⁻¹Aᵀ, computed once per batch. The
+    systems of the method and of the derivative, in (x, one unknown per row of A), then
+    reduce to row space: eliminating x leaves an m × m system whose only change between
+    iterations is a (block) diagonal — no n × n product per iteration (qpth's device)."""
 
-    def __init__(self, ops, P, G, Ae) -> None:
+    def __init__(self, Pinv, A) -> None:
+        self.Pinv = Pinv
+        self.APinv = A @ Pinv
+        self.S = self.APinv @ A.mT
+
+    @classmethod
+    def of(cls, ops, P, A, zero: int) -> "RowSpace | None":
+        """The row space of this batch, or None where it does not pay (many more rows than
+        the x-space system has unknowns) or does not exist (P not definite somewhere)."""
+        m, n = A.shape[-2:]
+        if m > 1.5 * (n + zero) + 8:
+            return None
+        Pinv, ok = ops.spd_inverse(P)
+        return cls(Pinv, A) if ops.maybe_all(ok) else None
+
+
+class _KKT:
+    """The Newton system of the method in (dx, dye), with G = W⁻¹A_i, factored once per
+    iteration: [[P + GᵀG + δI, A_eᵀ], [A_e, −δI]] (no refinement: δ = 1e-10 perturbs a
+    direction far less than the iteration's own error). Or, with a ``RowSpace``, the
+    equivalent system in (dx, u), P dx + Aᵀu = r_x, A dx − Hu = (r_e, 0), H = diag(0, W²),
+    solved in row space — (S + H + δ_e) u = AP⁻¹ r_x − (r_e, 0), dx = P⁻¹(r_x − Aᵀu),
+    dye = u_e — with one step of refinement against it (P⁻¹ amplifies rounding).
+    ``W=None``: the identity scaling."""
+
+    def __init__(self, ops, P, Ae, Ai, W=None, rows: RowSpace | None = None) -> None:
         n, me = P.shape[-1], Ae.shape[-2]
-        top = P + G.mT @ G
-        self.exact = ops.cat([ops.cat([top, Ae.mT], 2),
-                              ops.cat([Ae, ops.zeros(Ae.shape[:-2] + (me, me), P)], 2)], 1)
-        shift = ops.cat([ops.full((n,), REGULARIZATION, P),
-                         ops.full((me,), -REGULARIZATION, P)], 0)
-        self.ops, self.n = ops, n
-        self.factors = ops.factor(self.exact + ops.diag_embed(shift))
+        self.ops, self.n, self.me, self.rows = ops, n, me, rows
+        self.P, self.A = P, ops.cat([Ae, Ai], 1)
+        if rows is not None:
+            m, B = rows.S.shape[-1], P.shape[0]
+            if W is None:
+                self.H = (ops.cat([ops.zeros((B, me), P), ops.full((B, m - me), 1.0, P)], 1),
+                          None)
+            else:
+                self.H = W.squared(me)
+            diag, block = self.H
+            shift = ops.cat([ops.full((me,), REGULARIZATION, P), ops.full((m - me,), 0.0, P)], 0)
+            K = ops.add_diagonal(rows.S, diag + shift)
+            if block is not None:
+                K = K + _pad(ops, block, m)
+            self.factors = ops.factor(K)
+            return
+        G = Ai if W is None else W.apply(Ai, inverse=True)
+        K = ops.add_diagonal(P + G.mT @ G, ops.full((n,), REGULARIZATION, P))
+        if me:
+            corner = ops.zeros(Ae.shape[:-2] + (me, me), P) - REGULARIZATION * ops.eye(me, P)
+            K = ops.cat([ops.cat([K, Ae.mT], 2), ops.cat([Ae, corner], 2)], 1)
+        self.factors = ops.factor(K)
 
     def solve(self, rhs_x, rhs_e):
-        ops = self.ops
-        rhs = ops.cat([rhs_x, rhs_e], 1)
+        ops, rows = self.ops, self.rows
+        if rows is not None:
+            m = rows.S.shape[-1]
+            rhs_u = ops.cat([rhs_e, ops.zeros((rhs_x.shape[0], m - self.me), rhs_x)], 1)
+            dx, u = self._rows(rhs_x, rhs_u)
+            ex, eu = self._rows(rhs_x - _mv(self.P, dx) - _mv_t(self.A, u),
+                                rhs_u - _mv(self.A, dx) + self._H(u))
+            u = u + eu
+            return dx + ex, u[:, :self.me]
+        rhs = ops.cat([rhs_x, rhs_e], 1) if rhs_e.shape[1] else rhs_x
         sol = ops.solve(self.factors, rhs)
-        sol = sol + ops.solve(self.factors, rhs - _mv(self.exact, sol))
         return sol[:, :self.n], sol[:, self.n:]
+
+    def _H(self, u):
+        diag, block = self.H
+        Hu = diag * u
+        if block is None:
+            return Hu
+        k = u.shape[1] - block.shape[-1]
+        return Hu + self.ops.cat([self.ops.zeros((u.shape[0], k), u), _mv(block, u[:, k:])], 1)
+
+    def _rows(self, a, c):
+        """(dx, u) with P dx + Aᵀu = a, A dx − Hu = c, through the row-space factors."""
+        rows = self.rows
+        u = self.ops.solve(self.factors, _mv(rows.APinv, a) - c)
+        return _mv(rows.Pinv, a) - _mv_t(rows.APinv, u), u
+
+
+def _pad(ops, block, m: int):
+    """A (B, q, q) block in the bottom-right corner of a (B, m, m) zero matrix."""
+    B, q = block.shape[0], block.shape[-1]
+    k = m - q
+    return ops.cat([ops.zeros((B, k, m), block),
+                    ops.cat([ops.zeros((B, q, k), block), block], 2)], 1)
 
 
 def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: int = 50,
-                   unrolled: bool = False):
+                   unrolled: bool = False, rows: RowSpace | None = None):
     """Solve the batch (P (B,n,n), c (B,n), A (B,m,n), b (B,m)) in namespace ``ops``.
 
     Returns (x, y, s, status, iterations, error), per element: y and s over all m rows,
     status one of OPTIMAL, OPTIMAL_INACCURATE, ITERATION_LIMIT (as floats), iterations
     taken and the best iterate's relative error. ``unrolled``: the iterations are written
-    so autodiff can follow them (JAX: a fixed-length ``fori_loop``)."""
+    so autodiff can follow them (JAX: a fixed-length ``fori_loop``). ``rows``: the batch's
+    ``RowSpace`` (``RowSpace.of``), for solving the Newton systems in row space."""
     zero = cones.zero
     Ae, Ai, be, bi = A[:, :zero], A[:, zero:], b[:, :zero], b[:, zero:]
     B = c.shape[0]
     # a start: x from the KKT system with unit scaling, s shifted into the cone's interior
     ones = cones.identity(c)
-    x, ye = _KKT(ops, P, Ai, Ae).solve(-c + _mv_t(Ai, bi), be)
+    x, ye = _KKT(ops, P, Ae, Ai, rows=rows).solve(-c + _mv_t(Ai, bi), be)
     s = bi - _mv(Ai, x)
     shift = ops.maximum(1.0 - cones.min_eigenvalue(s), 0.0)
     s = s + shift[:, None] * ones
@@ -231,20 +322,21 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     scale_c = 1.0 + ops.amax(ops.abs(c), 1)
     degree = max(cones.degree, 1)
 
-    def residuals(x, ye, s, z):
-        rd = _mv(P, x) + c + _mv_t(Ae, ye) + _mv_t(Ai, z)
+    def residuals(x, ye, s, z, Px):
+        rd = Px + c + _mv_t(Ae, ye) + _mv_t(Ai, z)
         return rd, _mv(Ae, x) - be, _mv(Ai, x) + s - bi
 
-    def relative_error(x, s, z, rd, re, ri):
-        gap = ops.sum(s * z, 1) / (1.0 + ops.abs(ops.sum(x * _mv(P, x), 1))
+    def relative_error(x, s, z, rd, re, ri, Px):
+        gap = ops.sum(s * z, 1) / (1.0 + ops.abs(ops.sum(x * Px, 1))
                                    + ops.abs(ops.sum(c * x, 1)))
         primal = ops.maximum(ops.amax(ops.abs(re), 1), ops.amax(ops.abs(ri), 1))
         return ops.maximum(ops.maximum(ops.amax(ops.abs(rd), 1) / scale_c, primal / scale_b),
                            gap)
 
     def state_at(x, ye, s, z, best, iterations, stalled):
-        rd, re, ri = residuals(x, ye, s, z)
-        error = relative_error(x, s, z, rd, re, ri)
+        Px = _mv(P, x)
+        rd, re, ri = residuals(x, ye, s, z, Px)
+        error = relative_error(x, s, z, rd, re, ri, Px)
         better = error < best["error"]
         stalled = ops.where(better, 0.0, stalled + 1.0)
         best = {k: ops.where(better if k == "error" else better[:, None], v, best[k])
@@ -262,7 +354,7 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         rd, re, ri = (ops.where(done[:, None], 0.0, r) for r in (st["rd"], st["re"], st["ri"]))
         W = Scaling.at(cones, s, z)
         lam = W.vec(z)
-        kkt = _KKT(ops, P, W.apply(Ai, inverse=True), Ae)
+        kkt = _KKT(ops, P, Ae, Ai, W, rows)
 
         def newton(rc):
             rt = -cones.inv_circ(lam, rc)
@@ -330,48 +422,61 @@ def _cone_parts(cones: Cones, vq):
 
 class Derivative:
     """The batch's solution-map derivative at (x, y, s), M factored once (see the module
-    docstring). ``usable``: elements whose M factors and whose point is clearly away from
-    every projection's kink (a relative margin above ``AMBIGUOUS``)."""
+    docstring). ``usable``: elements whose system factors and whose solver point is
+    strictly complementary with a margin (``_strictly_complementary``). With a
+    ``RowSpace`` (P definite), M's solves go through row space: x = P⁻¹(r₁ − AᵀDw) and
+    (SD + I − D) w = r₂ + AP⁻¹r₁, an m × m system instead of (n + m) × (n + m)."""
 
-    def __init__(self, ops, cones: Cones, P, A, x, y, s) -> None:
-        self.ops, self.cones, self.P, self.A = ops, cones, P, A
+    def __init__(self, ops, cones: Cones, P, A, x, y, s, rows: RowSpace | None = None):
+        self.ops, self.cones, self.P, self.A, self.rows = ops, cones, P, A, rows
+        self.n = P.shape[-1]
         self.raw = (y, s)                                   # the solver's own point
+        self.clear = self._strictly_complementary(y, s)
         self._at(x, project_dual(cones, y - s), y - s)
 
     def _at(self, x, y, v) -> None:
+        """D at v, and the factorization of M (or of SD + I − D in row space)."""
         ops, cones, P, A = self.ops, self.cones, self.P, self.A
         zero, k = cones.zero, cones.zero + cones.nonneg
         self.x, self.y, self.v = x, y, v
         B, m, n = A.shape
         diag = [ops.full((B, zero), 1.0, x), ops.where(v[:, zero:k] > 0, 1.0, 0.0)]
         self.d = ops.cat(diag, 1)                         # D on zero and nonnegative rows
-        self.usable = self._clear_of_kinks(v[:, zero:k])
-        AT = A.mT
-        ATD = [AT[:, :, :k] * self.d[:, None, :]]
-        I_minus_D = [ops.diag_embed(1.0 - self.d)]
-        if cones.has_soc:
-            self.Dq = self._soc_jacobian(v[:, k:, None])
-            ATD.append(AT[:, :, k:] @ self.Dq)
-            mq = m - k
-            eye = ops.eye(mq, x)
-            top = ops.cat([I_minus_D[0], ops.zeros((B, k, mq), x)], 2)
-            bottom = ops.cat([ops.zeros((B, mq, k), x), eye - self.Dq], 2)
-            I_minus_D = [ops.cat([top, bottom], 1)]
-        M = ops.cat([ops.cat([P, ops.cat(ATD, 2)], 2), ops.cat([-A, I_minus_D[0]], 2)], 1)
-        self.M, self.n = M, n
-        self.factors = ops.factor(M)
-        self.usable = self.usable & ops.pivots_ok(self.factors)
+        self.Dq = self._soc_jacobian(v[:, k:, None]) if cones.has_soc else None
+        # the (·, m) matrix X ↦ X D, and I − D
+        def times_D(X):
+            left = X[:, :, :k] * self.d[:, None, :]
+            return left if self.Dq is None else ops.cat([left, X[:, :, k:] @ self.Dq], 2)
+        ones = ops.full((B, m - k), 1.0, x)
+        I_minus_D = ops.diag_embed(ops.cat([1.0 - self.d, ones], 1))
+        if self.Dq is not None:
+            I_minus_D = I_minus_D - _pad(ops, self.Dq, m)
+        if self.rows is not None:
+            self.factors = ops.factor(times_D(self.rows.S) + I_minus_D)
+        else:
+            self.factors = ops.factor(ops.cat([ops.cat([P, times_D(A.mT)], 2),
+                                               ops.cat([-A, I_minus_D], 2)], 1))
+        self.usable = self.clear & ops.pivots_ok(self.factors)
 
-    def _clear_of_kinks(self, v_nonneg):
-        ops = self.ops
-        margin = ops.amin(ops.abs(v_nonneg), 1)
-        scale = ops.maximum(ops.amax(ops.abs(self.v), 1), 1.0)
-        ok = margin > AMBIGUOUS * scale
-        if self.cones.has_soc:
-            t, norm = _cone_parts(self.cones, self.v[:, self.cones.zero + self.cones.nonneg:,
-                                                     None])
-            gap = ops.minimum(ops.abs(norm - t), ops.abs(norm + t))[..., 0]
-            ok = ok & (ops.amin(gap, 1) > AMBIGUOUS * scale)
+    def _strictly_complementary(self, y, s):
+        """Per element: every complementary pair of the solver's (y, s) clearly split — on a
+        nonnegative row min(y, s) ≤ AMBIGUOUS · max(y, s); on a cone, v = y − s at a
+        relative distance above AMBIGUOUS from the projection's kinks ‖v̄‖ = ±v₀, and not
+        both (near) zero."""
+        ops, cones = self.ops, self.cones
+        rows = slice(cones.zero, cones.zero + cones.nonneg)
+        low = ops.minimum(y[:, rows], s[:, rows])
+        high = ops.maximum(ops.maximum(y[:, rows], s[:, rows]), TINY)
+        ok = ops.amax(low / high, 1) <= AMBIGUOUS
+        if cones.has_soc:
+            k = rows.stop
+            yq, sq = y[:, k:, None], s[:, k:, None]
+            t, norm = _cone_parts(cones, yq - sq)
+            size = ops.maximum(ops.sqrt(cones.seg(yq * yq)), ops.sqrt(cones.seg(sq * sq)))
+            scale = ops.maximum(ops.amax(ops.abs(y - s), 1), 1.0)[:, None, None]
+            gap = ops.minimum(ops.abs(norm - t), ops.abs(norm + t))
+            clear = (gap > AMBIGUOUS * size) & (size > AMBIGUOUS * scale)
+            ok = ok & (ops.amin(ops.where(clear, 1.0, 0.0)[..., 0], 1, empty=1.0) >= 1.0)
         return ok
 
     def _soc_jacobian(self, vq):
@@ -398,59 +503,97 @@ class Derivative:
             return out
         return self.ops.cat([out, _mv(self.Dq, w[:, k:])], 1)
 
+    def matvec(self, z, transpose: bool = False):
+        """M z (or Mᵀ z): M = [[P, AᵀD], [−A, I − D]], Mᵀ = [[P, −Aᵀ], [DA, I − D]]."""
+        n, P, A = self.n, self.P, self.A
+        zx, zw = z[:, :n], z[:, n:]
+        if transpose:
+            return self.ops.cat([_mv(P, zx) - _mv_t(A, zw),
+                                 self.D(_mv(A, zx) - zw) + zw], 1)
+        Dw = self.D(zw)
+        return self.ops.cat([_mv(P, zx) + _mv_t(A, Dw), -_mv(A, zx) + zw - Dw], 1)
+
     def solve(self, rhs, transpose: bool = False):
         """M⁻¹ rhs (or M⁻ᵀ rhs), refined once."""
-        ops = self.ops
-        M = self.M.mT if transpose else self.M
-        sol = ops.solve(self.factors, rhs, transpose)
-        return sol + ops.solve(self.factors, rhs - _mv(M, sol), transpose)
+        sol = self._solve(rhs, transpose)
+        return sol + self._solve(rhs - self.matvec(sol, transpose), transpose)
+
+    def _solve(self, rhs, transpose: bool):
+        ops, rows, n = self.ops, self.rows, self.n
+        if rows is None:
+            return ops.solve(self.factors, rhs, transpose)
+        r1, r2 = rhs[:, :n], rhs[:, n:]
+        if transpose:                # (DS + I − D) w = r₂ − D AP⁻¹ r₁, x = P⁻¹(r₁ + Aᵀw)
+            w = ops.solve(self.factors, r2 - self.D(_mv(rows.APinv, r1)), True)
+            return ops.cat([_mv(rows.Pinv, r1) + _mv_t(rows.APinv, w), w], 1)
+        w = ops.solve(self.factors, r2 + _mv(rows.APinv, r1))
+        return ops.cat([_mv(rows.Pinv, r1) - _mv_t(rows.APinv, self.D(w)), w], 1)
 
     def residual(self, P, c, A, b, x, v):
         """F(x, v) = (Px + Aᵀy + c, −Ax + b − s) with y = Π_K*(v), s = y − v."""
         y = project_dual(self.cones, v)
         return self.ops.cat([_mv(P, x) + _mv_t(A, y) + c, -_mv(A, x) + b - (y - v)], 1)
 
-    def polish(self, c, b, steps: int = 2, bar=None):
-        """Newton steps on F, accepted per element where the residual falls. With
-        nonnegative rows only, a step must keep the active set, so M is unchanged and one
-        factorization serves every step; with cones, M is refactored after each step (and
-        so is the derivative's). ``bar``: per element residual a polished point must beat unless it
-        is exact to rounding."""
-        ops, P, A, n, cones = self.ops, self.P, self.A, self.n, self.cones
-        x0, v0, usable = self.x, self.v, self.usable
+    def polish(self, c, b, steps: int = 3, bar=None):
+        """Semismooth Newton on F from the solver's point: full steps, M refactored at each
+        new point (an active set or a cone's v may have moved), each element's best point
+        kept (a first step from an ambiguous active set may raise ‖F‖ before the next one
+        lands on the solution). An element keeps its polished point when it is exact to
+        rounding or, given ``bar`` (per element), no worse than that; the others keep the
+        solver's own point. Whether D is clear of kinks is then judged on the exact point (|v| away
+        from the kinks by ``EXACT_KINK`` relative), else on the solver's pairs."""
+        ops, P, A, n = self.ops, self.P, self.A, self.n
+        x0, v0 = self.x, self.v
         x, v = x0, v0
         F = self.residual(P, c, A, b, x, v)
-        norm = ops.sqrt(ops.sum(F * F, 1))
-        polished = ops.where(norm > norm, 1.0, 0.0) > 0.5            # none yet
-        for _ in range(steps):
+        best = (x, v, ops.sqrt(ops.sum(F * F, 1)))
+        for k in range(steps):
+            if k:
+                self._move_to(x, v)
             step = self.solve(F)
-            x_new, v_new = x - step[:, :n], v - step[:, n:]
-            F_new = self.residual(P, c, A, b, x_new, v_new)
-            norm_new = ops.sqrt(ops.sum(F_new * F_new, 1))
-            accept = usable & (norm_new < norm)
-            if not cones.has_soc:
-                rows = slice(cones.zero, cones.zero + cones.nonneg)
-                same = (v_new[:, rows] > 0) == (v[:, rows] > 0)
-                accept = accept & (ops.amin(ops.where(same, 1.0, 0.0), 1, empty=1.0) >= 1.0)
-            keep = accept[:, None]
-            x, v = ops.where(keep, x_new, x), ops.where(keep, v_new, v)
-            F, norm = ops.where(keep, F_new, F), ops.where(accept, norm_new, norm)
-            polished = polished | accept
-            if cones.has_soc:            # D moved with v: Newton needs M at the new point
-                self._at(x, project_dual(cones, v), v)
-        if bar is not None:              # keep a polished point only if exact or no worse
-            size = ops.sqrt(ops.sum(x * x, 1) + ops.sum(v * v, 1))
-            polished = polished & ((norm <= 1e-12 * (1.0 + size)) | (norm <= bar))
+            x, v = x - step[:, :n], v - step[:, n:]
+            F = self.residual(P, c, A, b, x, v)
+            norm = ops.sqrt(ops.sum(F * F, 1))
+            better = norm < best[2]                      # NaN (singular M) never is
+            best = (ops.where(better[:, None], x, best[0]),
+                    ops.where(better[:, None], v, best[1]), ops.where(better, norm, best[2]))
+        x, v, norm = best
+        size = ops.sqrt(ops.sum(x * x, 1) + ops.sum(v * v, 1))
+        exact = norm <= 1e-12 * (1.0 + size)
+        polished = exact if bar is None else exact | (norm <= bar)
         keep = polished[:, None]
         x, v = ops.where(keep, x, x0), ops.where(keep, v, v0)
-        if cones.has_soc:
-            self._at(x, project_dual(cones, v), v)
-            self.usable = self.usable & usable
+        self.clear = ops.where(exact, self._clear_of_kinks(v), self.clear)
+        self._move_to(x, v)
         # elements left unpolished keep the solver's own (y, s), not their projection
-        y = ops.where(keep, project_dual(cones, v), self.raw[0])
+        y = ops.where(keep, self.y, self.raw[0])
         s = ops.where(keep, y - v, self.raw[1])
-        self.x, self.v, self.y = x, v, y
+        self.y = y
         return x, y, s
+
+    def _move_to(self, x, v) -> None:
+        """The derivative at (x, v): M is refactored only when D changed (always with
+        cones, whose D moves with v; with nonnegative rows only when an active set did)."""
+        cones, ops = self.cones, self.ops
+        rows = slice(cones.zero, cones.zero + cones.nonneg)
+        if cones.has_soc or ops.maybe_any((v[:, rows] > 0) != (self.v[:, rows] > 0)):
+            self._at(x, project_dual(cones, v), v)
+        else:
+            self.x, self.v, self.y = x, v, project_dual(cones, v)
+        self.usable = self.clear & ops.pivots_ok(self.factors)
+
+    def _clear_of_kinks(self, v):
+        """Per element: an exact point's v away from every projection's kink — |vᵢ| on
+        nonnegative rows, |‖v̄‖ ∓ v₀| on cones — by ``EXACT_KINK`` relative to max |v|."""
+        ops, cones = self.ops, self.cones
+        k = cones.zero + cones.nonneg
+        scale = ops.maximum(ops.amax(ops.abs(v), 1), 1.0)
+        ok = ops.amin(ops.abs(v[:, cones.zero:k]), 1) > EXACT_KINK * scale
+        if cones.has_soc:
+            t, norm = _cone_parts(cones, v[:, k:, None])
+            gap = ops.minimum(ops.abs(norm - t), ops.abs(norm + t))[..., 0]
+            ok = ok & (ops.amin(gap, 1) > EXACT_KINK * scale)
+        return ok
 
     def vjp(self, gx, gy):
         """Dense gradients (P (B,n,n), c, A (B,m,n), b) of ⟨gx, x⟩ + ⟨gy, y⟩."""

@@ -72,11 +72,13 @@ def solve_dense(P, c, A, b, dims, opts, program=None):
                                              divide="ignore"):
         cones = ipm.Cones.of(ops, dims)
         data = [ops.constant(np.ascontiguousarray(a)) for a in (P, c, A, b)]
+        rows = ipm.RowSpace.of(ops, data[0], data[2], dims.zero)
         x, y, s, status, iterations, _ = ipm.interior_point(
-            ops, cones, *data, tol=float(opts["tol"]), max_iter=int(opts["max_iter"]))
+            ops, cones, *data, tol=float(opts["tol"]), max_iter=int(opts["max_iter"]),
+            rows=rows)
         derivative = None
         if program is not None:
-            derivative = ProgramDerivative(ops, cones, program, data, x, y, s)
+            derivative = ProgramDerivative(ops, cones, program, data, x, y, s, rows)
             x, y, s = derivative.x, derivative.y, derivative.s
         x, y, s, status, iterations = (ops.to_numpy(a) for a in (x, y, s, status, iterations))
     elapsed = time.perf_counter() - started
@@ -91,10 +93,10 @@ class ProgramDerivative:
     solver's points after polishing them (``ipm.Derivative.polish``); ``usable`` marks the
     elements it answers for (the others are differentiated one by one)."""
 
-    def __init__(self, ops, cones, program, data, x, y, s) -> None:
+    def __init__(self, ops, cones, program, data, x, y, s, rows=None) -> None:
         P, c, A, b = data
         self.ops, self.program = ops, program
-        derivative = ipm.Derivative(ops, cones, P, A, x, y, s)
+        derivative = ipm.Derivative(ops, cones, P, A, x, y, s, rows)
         # the bar: the solver's own point's residual, leaving out complementarity
         bar = ops.sqrt(ops.sum(ops.cat([ipm._mv(P, x) + ipm._mv_t(A, y) + c,
                                         -ipm._mv(A, x) + b - s], 1) ** 2, 1))
