@@ -112,6 +112,10 @@ class NumpyArrays:
             out.append(bool(d.size == 0 or d.min() > tol * max(d.max(), 1e-300)))
         return np.array(out, dtype=bool)
 
+    def pinv(self, M):
+        """The pseudo-inverse of every matrix of the batch (least-squares solves)."""
+        return self.xp.linalg.pinv(M)
+
     def spd_inverse(self, P, tol: float = 1e-10):
         """(P⁻¹, ok) for a batch of symmetric matrices; ok[i]: P[i] is positive definite with
         a Cholesky pivot ratio min/max above ``tol`` (P⁻¹ is only meaningful there)."""
@@ -133,9 +137,9 @@ class NumpyArrays:
         without running (a traced JAX value), so callers then take the general branch."""
         return bool(self.to_numpy(a).all())
 
-    def maybe_any(self, a) -> bool:
-        """Whether any entry of a boolean array is true; True when that cannot be known
-        without running (a traced JAX value), so callers then take the general branch."""
+    def maybe_any(self, a, unknown: bool = True) -> bool:
+        """Whether any entry of a boolean array is true; ``unknown`` when that cannot be
+        known without running (a traced JAX value)."""
         return bool(self.to_numpy(a).any())
 
     def loop(self, step, done, state, max_iter: int):
@@ -277,9 +281,9 @@ class JaxArrays(NumpyArrays):
             return self.xp.ones(d.shape[:-1], dtype=bool)
         return d.min(-1) > tol * self.xp.maximum(d.max(-1), 1e-300)
 
-    def maybe_any(self, a) -> bool:
+    def maybe_any(self, a, unknown: bool = True) -> bool:
         if isinstance(a, self.jax.core.Tracer):
-            return True
+            return unknown
         return bool(np.asarray(a).any())
 
     def maybe_all(self, a) -> bool:

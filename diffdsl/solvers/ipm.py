@@ -451,12 +451,17 @@ class Derivative:
         I_minus_D = ops.diag_embed(ops.cat([1.0 - self.d, ones], 1))
         if self.Dq is not None:
             I_minus_D = I_minus_D - _pad(ops, self.Dq, m)
+        self.keep = None
         if self.rows is not None:
-            self.factors = ops.factor(times_D(self.rows.S) + I_minus_D)
+            self.system = times_D(self.rows.S) + I_minus_D
         else:
-            self.factors = ops.factor(ops.cat([ops.cat([P, times_D(A.mT)], 2),
-                                               ops.cat([-A, I_minus_D], 2)], 1))
-        self.usable = self.clear & ops.pivots_ok(self.factors)
+            self.system = ops.cat([ops.cat([P, times_D(A.mT)], 2),
+                                   ops.cat([-A, I_minus_D], 2)], 1)
+            self._set_aside_free_variables(times_D)
+        self.factors = ops.factor(self.system)
+        self.singular = ~ops.pivots_ok(self.factors)
+        self._pinv = None
+        self.usable = self.clear & ~self.singular
 
     def _strictly_complementary(self, y, s):
         """Per element: every complementary pair of the solver's (y, s) clearly split — on a
@@ -504,30 +509,64 @@ class Derivative:
         return self.ops.cat([out, _mv(self.Dq, w[:, k:])], 1)
 
     def matvec(self, z, transpose: bool = False):
-        """M z (or Mᵀ z): M = [[P, AᵀD], [−A, I − D]], Mᵀ = [[P, −Aᵀ], [DA, I − D]]."""
-        n, P, A = self.n, self.P, self.A
+        """M z (or Mᵀ z): M = [[P, AᵀD], [−A, I − D]], Mᵀ = [[P, −Aᵀ], [DA, I − D]] (with
+        set-aside variables' rows and columns those of the identity)."""
+        n, P, A, keep = self.n, self.P, self.A, self.keep
+        if keep is not None:
+            z, kept = keep * z, z
         zx, zw = z[:, :n], z[:, n:]
         if transpose:
-            return self.ops.cat([_mv(P, zx) - _mv_t(A, zw),
-                                 self.D(_mv(A, zx) - zw) + zw], 1)
-        Dw = self.D(zw)
-        return self.ops.cat([_mv(P, zx) + _mv_t(A, Dw), -_mv(A, zx) + zw - Dw], 1)
+            out = self.ops.cat([_mv(P, zx) - _mv_t(A, zw), self.D(_mv(A, zx) - zw) + zw], 1)
+        else:
+            Dw = self.D(zw)
+            out = self.ops.cat([_mv(P, zx) + _mv_t(A, Dw), -_mv(A, zx) + zw - Dw], 1)
+        return out if keep is None else keep * out + (1.0 - keep) * kept
 
     def solve(self, rhs, transpose: bool = False):
-        """M⁻¹ rhs (or M⁻ᵀ rhs), refined once."""
+        """M⁻¹ rhs (or M⁻ᵀ rhs), refined once; set-aside variables get 0."""
+        if self.keep is not None:
+            rhs = self.keep * rhs
         sol = self._solve(rhs, transpose)
         return sol + self._solve(rhs - self.matvec(sol, transpose), transpose)
 
     def _solve(self, rhs, transpose: bool):
         ops, rows, n = self.ops, self.rows, self.n
         if rows is None:
-            return ops.solve(self.factors, rhs, transpose)
+            return self._system_solve(rhs, transpose)
         r1, r2 = rhs[:, :n], rhs[:, n:]
         if transpose:                # (DS + I − D) w = r₂ − D AP⁻¹ r₁, x = P⁻¹(r₁ + Aᵀw)
-            w = ops.solve(self.factors, r2 - self.D(_mv(rows.APinv, r1)), True)
+            w = self._system_solve(r2 - self.D(_mv(rows.APinv, r1)), True)
             return ops.cat([_mv(rows.Pinv, r1) + _mv_t(rows.APinv, w), w], 1)
-        w = ops.solve(self.factors, r2 + _mv(rows.APinv, r1))
+        w = self._system_solve(r2 + _mv(rows.APinv, r1), False)
         return ops.cat([_mv(rows.Pinv, r1) - _mv_t(rows.APinv, self.D(w)), w], 1)
+
+    def _set_aside_free_variables(self, times_D) -> None:
+        """Variables the data cannot move — zero in P and absent from every row where D is
+        nonzero, like an epigraph variable free in an interval — make M singular; each is
+        set aside (its row and column replaced by the identity's, its derivative 0), as
+        ``diffdsl.diff.system`` does."""
+        ops, n, P = self.ops, self.n, self.P
+        coupling = ops.amax(ops.abs(times_D(ops.abs(self.A.mT))), 2)            # (B, n)
+        free = (ops.amax(ops.abs(P), 2) == 0) & (coupling == 0)
+        if not ops.maybe_any(free):
+            return
+        B, size = free.shape[0], self.system.shape[-1]
+        self.keep = ops.cat([ops.where(free, 0.0, 1.0), ops.full((B, size - n), 1.0, P)], 1)
+        self.system = ops.add_diagonal(self.system * self.keep[:, :, None]
+                                       * self.keep[:, None, :], 1.0 - self.keep)
+
+    def _system_solve(self, rhs, transpose: bool):
+        """The factored system's solve; on singular elements its least-squares solution
+        (pseudo-inverse, computed on first need), flagged through ``usable``. (Under a JAX
+        trace singularity is unknown and the LU's answer stands.)"""
+        ops = self.ops
+        sol = ops.solve(self.factors, rhs, transpose)
+        if not ops.maybe_any(self.singular, unknown=False):
+            return sol
+        if self._pinv is None:
+            self._pinv = ops.pinv(self.system)
+        pinv = self._pinv.mT if transpose else self._pinv
+        return ops.where(self.singular[:, None], _mv(pinv, rhs), sol)
 
     def residual(self, P, c, A, b, x, v):
         """F(x, v) = (Px + Aᵀy + c, −Ax + b − s) with y = Π_K*(v), s = y − v."""
