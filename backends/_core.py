@@ -83,7 +83,7 @@ class LayerCore:
                                                                variables, duals)
         self.compiled = CompiledProblem(problem, parameters, variables, solver=solver,
                                         rule=rule, proximal=proximal, **opts)
-        self.refine = (str(solver).lower() != "native") if refine is None else refine
+        self.refine = (self.compiled.adapter.name != "native") if refine is None else refine
         prog = self.compiled.program
         self.parameters, self.variables = self.compiled.parameters, self.compiled.variables
         self.duals = list(duals)

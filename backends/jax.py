@@ -109,7 +109,7 @@ class JaxLayer:
         self.core = LayerCore(problem, parameters, variables, duals, solver=solver, rule=rule,
                               refine=refine, on_failure=on_failure, proximal=proximal, **opts)
         self.return_status = return_status
-        self.native = str(solver).lower() == "native"
+        self.native = self.core.compiled.adapter.name == "native"     # named, or by "auto"
         if self.core.compiled.rule.name not in ("implicit", "unrolled"):
             raise ValueError("JaxLayer differentiates by the implicit rule (or 'unrolled' with "
                              "solver='native'): JAX derives reverse mode from forward mode; "

@@ -252,7 +252,7 @@ class TorchLayer(torch.nn.Module):
         self.core = LayerCore(problem, parameters, variables, duals, solver=solver, rule=rule,
                               refine=refine, on_failure=on_failure, proximal=proximal, **opts)
         self.warm_start, self.return_status = warm_start, return_status
-        self.native = str(solver).lower() == "native"
+        self.native = self.core.compiled.adapter.name == "native"     # named, or by "auto"
         self.last_solution = None
         self._maps = {k: None for k in BLOCKS}
         self._device = None

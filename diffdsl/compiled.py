@@ -55,14 +55,20 @@ class CompiledProblem:
         self.variables = list(problem.variables() if variables is None else variables)
         self.problem = problem
         self.proximal = _check_proximal(proximal)
-        self.adapter = get_adapter(solver)
-        self.options = self.adapter.options(opts)
+        #: why solver="auto" chose the solver it did (None: the solver was named)
+        self.auto_choice: str | None = None
+        auto = str(solver).lower() == "auto"
+        self.adapter = get_adapter("clarabel" if auto else solver)
         started = time.perf_counter()
         self.program = canonicalize_problem(
             with_proximal_term(problem, self.proximal), self.parameters,
             quadratic_objective=self.adapter.accepts_quadratic,
             parameters_as_constants=parameters_as_constants)
         self.compile_time = time.perf_counter() - started
+        if auto:
+            name, self.auto_choice = choose_solver(self.program)
+            self.adapter = get_adapter(name)
+        self.options = self.adapter.options(opts)
         self.adapter.check_cones(self.program.cones)
         self.fast_path = None
         if fast_paths and not parameters_as_constants and not self.proximal:
@@ -174,6 +180,8 @@ class CompiledProblem:
         options = self.adapter.options({**self.options, **opts})
         if hasattr(self.adapter, "solve_batch"):          # one batched run (solver="native")
             raws = self.adapter.solve_batch(self.program, data, options)
+            if self.auto_choice is not None:
+                self._resolve_failures(raws, data, executor)
         else:
             raws = self._solve_instances(data, options, executor, warm_start)
         self._last = raws
@@ -181,6 +189,26 @@ class CompiledProblem:
         if on_failure == "raise":
             solution.raise_failures()
         return solution.refine() if refine else solution
+
+    def _resolve_failures(self, raws: list, data: "ProgramValues", executor) -> None:
+        """solver="auto": elements the native method did not solve are solved again by
+        Clarabel, which certifies infeasibility and unboundedness (they are then
+        differentiated one by one)."""
+        failed = [i for i, r in enumerate(raws) if not r.status.is_optimal]
+        if not failed:
+            return
+        fallback = get_adapter(AUTO_FALLBACK)
+        options = fallback.options({})
+        instances = [data.select(i).instances(self.program)[0] for i in failed]
+        pool = executor or default_executor()
+        redone = list(pool.map(solve_instance, [fallback.name] * len(failed), instances,
+                               [options] * len(failed), [None] * len(failed)))
+        shared = raws[0].derivative
+        for i, raw in zip(failed, redone, strict=True):
+            raw.derivative = shared
+            if shared is not None:
+                shared.usable[i] = False
+            raws[i] = raw
 
     def _solve_instances(self, data: "ProgramValues", options: dict, executor,
                          warm_start: bool) -> list[RawSolution]:
@@ -309,6 +337,29 @@ def with_proximal_term(problem, rho):
     if objective.sense == "minimize":
         return Problem(Minimize(objective.expr + term), problem.constraints)
     return Problem(Maximize(objective.expr - term), problem.constraints)
+
+
+AUTO_NATIVE_SIZE = 400      # n + m up to which solver="auto" picks the dense native method
+AUTO_FALLBACK = "clarabel"
+
+
+def choose_solver(program) -> tuple[str, str]:
+    """solver="auto": (solver, why). The native batched method where it measured faster
+    (docs/performance.md): zero, nonnegative and second-order cones, n + m ≤
+    AUTO_NATIVE_SIZE, and a P with a diagonal entry for every variable (so its Newton
+    systems can go to row space); Clarabel otherwise."""
+    native = get_adapter("native")
+    kinds = program.cones.kinds() - native.cone_kinds
+    size = program.n + program.m
+    diagonal = np.unique(program.P.indices[program.P.indices == program.P.columns])
+    if kinds:
+        return AUTO_FALLBACK, f"clarabel: {', '.join(sorted(kinds))} cones"
+    if size > AUTO_NATIVE_SIZE:
+        return AUTO_FALLBACK, f"clarabel: n + m = {size} > {AUTO_NATIVE_SIZE}"
+    if diagonal.size < program.n:
+        return AUTO_FALLBACK, "clarabel: P is not definite (variables without a quadratic term)"
+    return "native", (f"native: LP/QP/SOCP with n + m = {size} ≤ {AUTO_NATIVE_SIZE} and a "
+                      "full-diagonal P; elements it does not solve are solved again by clarabel")
 
 
 def solve_instance(adapter_name: str, data: ConeProgramData, options: dict,

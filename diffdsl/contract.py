@@ -93,6 +93,15 @@ def contract_of(compiled) -> Contract:
                 f"iterative refinement, LSMR to 1e-12 above {ITERATIVE_THRESHOLD} unknowns; "
                 "per element backward residual and flags in Solution.derivative_diagnostics / "
                 "derivative_flags")
+    if compiled.adapter.name == "native":
+        backward = ("implicit differentiation at the native solver's points after a "
+                    "semismooth Newton polish (exact to ~1e-15 where differentiable); the "
+                    "whole batch's system factored once by batched dense LU (m × m in row "
+                    "space when P is definite); elements with an ambiguous active set or a "
+                    "singular system are differentiated one by one (Solution) or by least "
+                    "squares and flagged (layers)")
+    if compiled.rule.name == "unrolled":
+        backward = "autodiff through the native solver's iterations (by the framework)"
     if compiled.rule.name == "perturbed":
         backward = (f"a re-solve at the perturbed cost c + τ·g (τ = {compiled.rule.tau:g}) "
                     "with the forward solver's tolerances")
@@ -106,5 +115,6 @@ def contract_of(compiled) -> Contract:
     return Contract(problem=str(compiled.problem), program=compiled.program.sizes(),
                     solution=words, unique=unique, rule=str(compiled.rule),
                     forward_tolerances={"solver": "closed form" if compiled.fast_path
-                                        else compiled.adapter.name, **tolerances},
+                                        else compiled.auto_choice or compiled.adapter.name,
+                                        **tolerances},
                     backward=backward)

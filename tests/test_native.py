@@ -217,3 +217,28 @@ def test_unrolled_rule_is_refused_where_there_is_no_autodiff():
     sol = prob.compile(solver="native", rule="unrolled").solve(*values)
     with pytest.raises(ValueError, match="TorchLayer or JaxLayer"):
         sol.vjp({x: np.ones_like(sol[x])})
+
+
+def test_auto_picks_native_where_it_is_faster_and_says_so():
+    prob, x, values = dense_qp()
+    auto = prob.compile(solver="auto")
+    assert auto.adapter.name == "native" and "native" in str(auto.contract())
+    np.testing.assert_allclose(auto.solve(*values)[x],
+                               prob.compile().solve(*values, refine=True)[x], atol=1e-6)
+    y, c = dd.Variable(5), dd.Parameter(5)
+    entropic = dd.Problem(dd.Maximize(c @ y + dd.sum(dd.entr(y))), [dd.sum(y) == 1, y <= 0.5])
+    assert entropic.compile(solver="auto").adapter.name == "clarabel"      # exp cones
+    lp = dd.Problem(dd.Minimize(c @ y), [y >= 0, dd.sum(y) == 1])
+    assert "not definite" in lp.compile(solver="auto").auto_choice
+
+
+def test_auto_resolves_what_native_cannot_with_clarabel():
+    """An infeasible element: native ends at its iteration limit; auto asks Clarabel, which
+    certifies infeasibility; the other element keeps the native answer and derivative."""
+    x, h = dd.Variable(), dd.Parameter()
+    prob = dd.Problem(dd.Minimize(dd.square(x) + x), [x >= 1, x <= h])
+    sol = prob.compile(solver="auto").solve(np.array([2.0, 0.0]))
+    assert sol.status[0] is dd.SolveStatus.OPTIMAL
+    assert sol.status[1] is dd.SolveStatus.INFEASIBLE
+    assert sol[x][0] == pytest.approx(1.0, abs=1e-9)
+    assert sol.vjp({x: np.ones(2)})[h][0] == pytest.approx(0.0, abs=1e-9)
