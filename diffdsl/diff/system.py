@@ -24,7 +24,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..cones.projections import BlockDiagonal
-from .linear import DirectSolver, IterativeSolver, dense_preferred
+from .linear import DirectSolver, IterativeSolver, QuasiDefiniteSolver, dense_preferred
+
+#: factor large sparse polyhedral-type systems by LDLᵀ (QDLDL) rather than LU
+LDL_SOLVER = True
 
 
 class DerivativeSystem:
@@ -50,7 +53,15 @@ class DerivativeSystem:
         if not dense and solver == "direct" and dense_preferred(M11.shape[0], M11.nnz):
             M11 = M11.toarray()
         self.free_residual = 0.0
-        self.linear = DirectSolver(M11) if solver == "direct" else IterativeSolver(M11, solver)
+        d = D.diagonal()
+        quasi_definite = (d is not None and not isinstance(M11, np.ndarray)
+                          and bool(np.all(d[self.kept] == 1.0)))
+        if solver == "direct" and quasi_definite and LDL_SOLVER:
+            self.linear = QuasiDefiniteSolver(M11, self.n - self.free.size)
+        elif solver == "direct":
+            self.linear = DirectSolver(M11)
+        else:
+            self.linear = IterativeSolver(M11, solver)
 
     @property
     def singular(self) -> bool:
