@@ -4,9 +4,9 @@ any number of solves with M or Mᵀ (every VJP and JVP on one solution reuses th
 Dense LU for small or dense systems (at most ``DENSE_LIMIT`` unknowns and at least
 ``DENSE_FILL`` of the entries nonzero, or tiny); for large sparse systems of polyhedral
 type (quasi-definite after a sign change) a sparse LDLᵀ (``QuasiDefiniteSolver``, QDLDL),
-else sparse LU (SuperLU, structure kept); iterative refinement on every solve. ``IterativeSolver`` (LSMR or
-GMRES: on request, or by default above ``ITERATIVE_THRESHOLD`` unknowns) iterates to ≤ 1e-12
-and reports the residual it reached.
+else sparse LU (SuperLU, structure kept); iterative refinement on every solve.
+``IterativeSolver`` (LSMR or GMRES: on request, or by default above ``ITERATIVE_THRESHOLD``
+unknowns) iterates to ≤ 1e-12 and reports the residual it reached.
 """
 from __future__ import annotations
 
