@@ -262,25 +262,28 @@ class JaxLayer:
         mode); the unrolled rule lets JAX differentiate the fixed-length iteration."""
         layout, ops = self.core.native, namespace("jax")
 
-        def solve(P, c, A, b):
+        def codes_of(status):
+            return jnp.asarray(layout.codes)[status.astype(jnp.int32)]
+
+        def solve(P, c, A, b, handoff=None):
             cones = ipm.Cones.of(ops, layout.cones)
             x, y, s, status, _, _ = ipm.interior_point(
                 ops, cones, P, c, A, b, tol=layout.tol, max_iter=layout.max_iter,
-                unrolled=layout.unrolled)
-            codes = jnp.asarray(layout.codes)[status.astype(jnp.int32)]
-            return cones, x, y, s, codes
+                unrolled=layout.unrolled, handoff=handoff)
+            return cones, x, y, s, status
 
         if layout.unrolled:
             def unrolled(P, c, A, b):
-                _, x, y, s, codes = solve(P, c, A, b)
-                return x, y, s, codes
+                _, x, y, s, status = solve(P, c, A, b)
+                return x, y, s, codes_of(status)
             return jax.jit(unrolled)
 
         @jax.custom_jvp
         def native_map(P, c, A, b):
-            cones, x, y, s, codes = solve(P, c, A, b)
-            x, y, s = ipm.Derivative(ops, cones, P, A, x, y, s).polish(c, b)
-            return x, y, s, codes
+            cones, x, y, s, status = solve(P, c, A, b, handoff=ipm.HANDOFF)
+            d = ipm.Derivative(ops, cones, P, A, x, y, s)
+            x, y, s = d.polish(c, b)
+            return x, y, s, codes_of(ipm.polished_status(ops, status, d.exact))
 
         @native_map.defjvp
         def native_map_jvp(primals, tangents):

@@ -352,11 +352,13 @@ class TorchLayer(torch.nn.Module):
                                                                  layout.cones.zero)
             x, y, s, status, _, _ = ipm.interior_point(
                 ops, cones, *data, tol=layout.tol, max_iter=layout.max_iter,
-                unrolled=layout.unrolled, rows=rows)
+                unrolled=layout.unrolled, rows=rows,
+                handoff=ipm.HANDOFF if derivative else None)
             d = None
             if derivative:
                 d = ipm.Derivative(ops, cones, data[0], data[2], x, y, s, rows)
                 x, y, _ = d.polish(data[1], data[3])
+                status = ipm.polished_status(ops, status, d.exact)
                 d = _OnDevice(d, ops, device)
         x, y, status = (torch.as_tensor(a, device=device) for a in (x, y, status))
         codes = torch.as_tensor(layout.codes, device=device)[status.long()]

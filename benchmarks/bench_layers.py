@@ -75,7 +75,7 @@ def qpth_layer(Q, G, F, device="cpu"):
     return lambda q, h: QPFunction(verbose=-1)(Qt, q, Gt, h, Ft, zero)
 
 
-def measure(layer, q, h, g, repeats=2, device="cpu"):
+def measure(layer, q, h, g, repeats=4, device="cpu"):
     best_f, best_fb, grad = np.inf, np.inf, None
     for _ in range(repeats):
         qt = torch.tensor(q, requires_grad=True, device=device)

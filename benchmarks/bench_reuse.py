@@ -21,8 +21,12 @@ def best_time(compiled, values, repeats=3) -> float:
 
 
 def main() -> None:
+    for n, m, B in [(50, 50, 256), (400, 400, 32)]:
+        run(n, m, B)
+
+
+def run(n: int, m: int, B: int) -> None:
     rng = np.random.default_rng(0)
-    n, m, B = 50, 50, 256
     G, Q = rng.normal(size=(m, n)), np.eye(n) + 0.1 * np.ones((n, n))
     x, q, h = dd.Variable(n), dd.Parameter(n), dd.Parameter(m)
     prob = dd.Problem(dd.Minimize(0.5 * dd.quad_form(x, Q) + q @ x), [G @ x <= h])

@@ -36,6 +36,8 @@ AMBIGUOUS = 1e-4    # a solver's complementary pair with min/max above this is n
 EXACT_KINK = 1e-9   # an exact point's relative distance to a projection's kink below which
                     # strict complementarity is taken to fail
 TINY = 1e-300
+HANDOFF = 1e-8       # error at which a caller that polishes stops the iterations
+REFINE_BELOW = 1e-5  # relative error below which the row-space Newton solves are refined
 
 #: status codes of the kernel (the adapter maps them to SolveStatus)
 OPTIMAL, OPTIMAL_INACCURATE, ITERATION_LIMIT = 0, 1, 2
@@ -234,12 +236,14 @@ class _KKT:
     direction far less than the iteration's own error). Or, with a ``RowSpace``, the
     equivalent system in (dx, u), P dx + Aᵀu = r_x, A dx − Hu = (r_e, 0), H = diag(0, W²),
     solved in row space — (S + H + δ_e) u = AP⁻¹ r_x − (r_e, 0), dx = P⁻¹(r_x − Aᵀu),
-    dye = u_e — with one step of refinement against it (P⁻¹ amplifies rounding).
+    dye = u_e — with one step of refinement against it once the iterates near the solution
+    (``refine``; P⁻¹ amplifies rounding, which matters below a gap of ~1e-6).
     ``W=None``: the identity scaling."""
 
-    def __init__(self, ops, P, Ae, Ai, W=None, rows: RowSpace | None = None) -> None:
+    def __init__(self, ops, P, Ae, Ai, W=None, rows: RowSpace | None = None,
+                 refine: bool = True) -> None:
         n, me = P.shape[-1], Ae.shape[-2]
-        self.ops, self.n, self.me, self.rows = ops, n, me, rows
+        self.ops, self.n, self.me, self.rows, self.refine = ops, n, me, rows, refine
         self.P, self.A = P, ops.cat([Ae, Ai], 1)
         if rows is not None:
             m, B = rows.S.shape[-1], P.shape[0]
@@ -268,10 +272,11 @@ class _KKT:
             m = rows.S.shape[-1]
             rhs_u = ops.cat([rhs_e, ops.zeros((rhs_x.shape[0], m - self.me), rhs_x)], 1)
             dx, u = self._rows(rhs_x, rhs_u)
-            ex, eu = self._rows(rhs_x - _mv(self.P, dx) - _mv_t(self.A, u),
-                                rhs_u - _mv(self.A, dx) + self._H(u))
-            u = u + eu
-            return dx + ex, u[:, :self.me]
+            if self.refine:
+                ex, eu = self._rows(rhs_x - _mv(self.P, dx) - _mv_t(self.A, u),
+                                    rhs_u - _mv(self.A, dx) + self._H(u))
+                dx, u = dx + ex, u + eu
+            return dx, u[:, :self.me]
         rhs = ops.cat([rhs_x, rhs_e], 1) if rhs_e.shape[1] else rhs_x
         sol = ops.solve(self.factors, rhs)
         return sol[:, :self.n], sol[:, self.n:]
@@ -300,14 +305,19 @@ def _pad(ops, block, m: int):
 
 
 def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: int = 50,
-                   unrolled: bool = False, rows: RowSpace | None = None):
+                   unrolled: bool = False, rows: RowSpace | None = None,
+                   handoff: float | None = None):
     """Solve the batch (P (B,n,n), c (B,n), A (B,m,n), b (B,m)) in namespace ``ops``.
 
     Returns (x, y, s, status, iterations, error), per element: y and s over all m rows,
     status one of OPTIMAL, OPTIMAL_INACCURATE, ITERATION_LIMIT (as floats), iterations
     taken and the best iterate's relative error. ``unrolled``: the iterations are written
     so autodiff can follow them (JAX: a fixed-length ``fori_loop``). ``rows``: the batch's
-    ``RowSpace`` (``RowSpace.of``), for solving the Newton systems in row space."""
+    ``RowSpace`` (``RowSpace.of``), for solving the Newton systems in row space.
+    ``handoff``: an element stops once its error is below this (≥ tol) because the caller
+    polishes by Newton's method (``Derivative.polish``), which finishes in a step or two
+    what the interior-point method would take several iterations for; the status still
+    reports the error against ``tol`` (the caller upgrades elements polished exactly)."""
     zero = cones.zero
     Ae, Ai, be, bi = A[:, :zero], A[:, zero:], b[:, :zero], b[:, zero:]
     B = c.shape[0]
@@ -321,6 +331,7 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     scale_b = 1.0 + ops.amax(ops.abs(b), 1)
     scale_c = 1.0 + ops.amax(ops.abs(c), 1)
     degree = max(cones.degree, 1)
+    stop = tol if handoff is None else max(tol, handoff)
 
     def residuals(x, ye, s, z, Px):
         rd = Px + c + _mv_t(Ae, ye) + _mv_t(Ai, z)
@@ -341,9 +352,9 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         stalled = ops.where(better, 0.0, stalled + 1.0)
         best = {k: ops.where(better if k == "error" else better[:, None], v, best[k])
                 for k, v in dict(error=error, x=x, ye=ye, s=s, z=z).items()}
-        done = (best["error"] <= tol) | ((best["error"] <= INACCURATE) & (stalled >= STALL))
+        done = (best["error"] <= stop) | ((best["error"] <= INACCURATE) & (stalled >= STALL))
         return dict(x=x, ye=ye, s=s, z=z, rd=rd, re=re, ri=ri, best=best, done=done,
-                    iterations=iterations, stalled=stalled)
+                    iterations=iterations, stalled=stalled, error=error)
 
     def step(st):
         done = st["done"]
@@ -354,7 +365,10 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         rd, re, ri = (ops.where(done[:, None], 0.0, r) for r in (st["rd"], st["re"], st["ri"]))
         W = Scaling.at(cones, s, z)
         lam = W.vec(z)
-        kkt = _KKT(ops, P, Ae, Ai, W, rows)
+        mu = ops.sum(s * z, 1) / degree
+        # refinement of the row-space solves pays once some element is near its solution
+        kkt = _KKT(ops, P, Ae, Ai, W, rows,
+                   refine=ops.maybe_any(~done & (st["error"] < REFINE_BELOW)))
 
         def newton(rc):
             rt = -cones.inv_circ(lam, rc)
@@ -363,7 +377,6 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
             Adx = _mv(Ai, dx)
             return dx, dye, -ri - Adx, W.vec(rt + W.vec(ri + Adx, True), True)
 
-        mu = ops.sum(s * z, 1) / degree
         lamlam = cones.circ(lam, lam)
         dx, dye, ds, dz = newton(lamlam)                            # predictor
         alpha = ops.minimum(ops.minimum(cones.max_step(s, ds), cones.max_step(z, dz)), 1.0)
@@ -395,6 +408,12 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     status = ops.where(error <= tol, float(OPTIMAL), ops.where(
         error <= INACCURATE, float(OPTIMAL_INACCURATE), float(ITERATION_LIMIT)))
     return best["x"], y, slack, status, state["iterations"], error
+
+
+def polished_status(ops, status, exact):
+    """OPTIMAL where the polish reached an exact KKT point (F = 0 at y = Π_K*(v),
+    s = y − v: feasible, dual feasible, complementary), else the method's own status."""
+    return ops.where(exact, float(OPTIMAL), status)
 
 
 # ----------------------------------------------------------------------- the derivative
@@ -603,6 +622,7 @@ class Derivative:
         keep = polished[:, None]
         x, v = ops.where(keep, x, x0), ops.where(keep, v, v0)
         self.clear = ops.where(exact, self._clear_of_kinks(v), self.clear)
+        self.exact = exact
         self._move_to(x, v)
         # elements left unpolished keep the solver's own (y, s), not their projection
         y = ops.where(keep, self.y, self.raw[0])

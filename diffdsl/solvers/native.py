@@ -75,11 +75,12 @@ def solve_dense(P, c, A, b, dims, opts, program=None):
         rows = ipm.RowSpace.of(ops, data[0], data[2], dims.zero)
         x, y, s, status, iterations, _ = ipm.interior_point(
             ops, cones, *data, tol=float(opts["tol"]), max_iter=int(opts["max_iter"]),
-            rows=rows)
+            rows=rows, handoff=None if program is None else ipm.HANDOFF)
         derivative = None
         if program is not None:
             derivative = ProgramDerivative(ops, cones, program, data, x, y, s, rows)
             x, y, s = derivative.x, derivative.y, derivative.s
+            status = ipm.polished_status(ops, status, derivative.derivative.exact)
         x, y, s, status, iterations = (ops.to_numpy(a) for a in (x, y, s, status, iterations))
     elapsed = time.perf_counter() - started
     B = x.shape[0]
