@@ -2,7 +2,8 @@
 
 Data come from an unknown QP  z*(p) = argmin ½‖z‖² + pᵀz  s.t.  G₀z ≤ h₀.  A TorchLayer with
 the same form but learnable G and h is trained on pairs (p, z*) by the mean squared error of
-its solutions, as in Amos & Kolter (2017), "OptNet", section 5.
+its solutions, as in Amos & Kolter (2017), "OptNet", section 5. ``solver="auto"`` picks the
+batched native solver here (a QP with a definite P), which runs the whole batch at once.
 
     python examples/optnet_qp.py [--fast]
 """
@@ -20,7 +21,7 @@ def qp_layer(n: int, m: int) -> TorchLayer:
     z = dd.Variable(n, name="z")
     p, G, h = dd.Parameter(n, name="p"), dd.Parameter((m, n), name="G"), dd.Parameter(m, name="h")
     problem = dd.Problem(dd.Minimize(0.5 * dd.sum_squares(z) + p @ z), [G @ z <= h])
-    return TorchLayer(problem, parameters=[p, G, h], variables=[z])
+    return TorchLayer(problem, parameters=[p, G, h], variables=[z], solver="auto")
 
 
 def main(argv=None) -> dict:

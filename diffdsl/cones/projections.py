@@ -14,10 +14,8 @@ through ``degenerate`` counts.
 """
 from __future__ import annotations
 
-import functools
 
 import numpy as np
-import scipy.optimize
 import scipy.sparse as sp
 
 from .cones import ConeDims, matrix_to_svec, svec_to_matrix
@@ -97,21 +95,36 @@ class BlockDiagonal:
 
 # ---------------------------------------------------------------------------- primal cones
 def project(v: np.ndarray, cones: ConeDims, dual: bool = False) -> np.ndarray:
-    """Π_K(v), or Π_K*(v) with ``dual=True``."""
+    """Π_K(v), or Π_K*(v) with ``dual=True``. Exponential cones are projected all at once."""
     out, i = np.empty_like(v), 0
     for kind, size, param in blocks(cones):
-        out[i:i + size] = project_block(kind, v[i:i + size], param, dual)
+        if kind != "exp":
+            out[i:i + size] = project_block(kind, v[i:i + size], param, dual)
         i += size
+    if cones.exp:
+        rows = _exp_rows(cones)
+        V = v[rows].reshape(-1, 3)
+        out[rows] = (V + exp_project(-V) if dual else exp_project(V)).reshape(-1)
     return out
 
 
 def derivative(v: np.ndarray, cones: ConeDims, dual: bool = False) -> BlockDiagonal:
     """DΠ_K(v) (or DΠ_K*(v)) as a block-diagonal operator."""
+    exp = iter(())
+    if cones.exp:
+        V = v[_exp_rows(cones)].reshape(-1, 3)
+        exp = iter(np.eye(3) - exp_jacobian(-V) if dual else exp_jacobian(V))
     parts, i = [], 0
     for kind, size, param in blocks(cones):
-        parts.append(derivative_block(kind, v[i:i + size], param, dual))
+        parts.append(next(exp) if kind == "exp" else
+                     derivative_block(kind, v[i:i + size], param, dual))
         i += size
     return BlockDiagonal(parts)
+
+
+def _exp_rows(cones: ConeDims) -> slice:
+    start = cones.offsets()["exp"]
+    return slice(start, start + 3 * cones.exp)
 
 
 def project_block(kind: str, v: np.ndarray, param, dual: bool) -> np.ndarray:
@@ -209,54 +222,156 @@ def _exp_in_polar(v, tol=0.0):
     return abs(u) <= tol and w >= -tol and t >= -tol
 
 
-def _exp_boundary_ray(rho) -> np.ndarray:
-    """(ρ, 1, e^ρ), or a (3, K) array of them for an array of ρ."""
-    return np.array([rho, np.ones_like(rho), np.exp(rho)])
-
-
 def _exp(v, _):
-    """Π onto the exponential cone (memoized: the derivative at a point projects it again)."""
-    return np.array(_exp_memo(float(v[0]), float(v[1]), float(v[2])))
+    """Π onto the exponential cone of one 3-vector (``exp_project`` with one row)."""
+    return exp_project(np.asarray(v, float)[None])[0]
 
 
-@functools.lru_cache(maxsize=8192)
-def _exp_memo(x: float, y: float, z: float) -> tuple:
-    return tuple(_exp_projection(np.array([x, y, z])))
+def exp_project(V: np.ndarray) -> np.ndarray:
+    """Π onto the exponential cone, row by row of V (K, 3), all rows at once: the closest
+    of v itself (inside), 0 (polar cone), the face {x ≤ 0, y = 0, z ≥ 0}, and the best
+    point s·(ρ, 1, e^ρ) of the smooth boundary — ρ by a grid over a bracket, refined by
+    golden-section search on the grid cell, then Newton on the optimality conditions."""
+    V = np.asarray(V, float)
+    out = np.zeros_like(V)
+    inside, polar = _exp_inside(V), _exp_polar(V)
+    rest = ~inside & ~polar
+    out[inside] = V[inside]
+    if rest.any():
+        out[rest] = _exp_boundary(V[rest])
+    return out
 
 
-def _exp_projection(v):
-    """Closest of: v itself (inside), 0 (polar), the face {x ≤ 0, y = 0, z ≥ 0}, and the
-    best ray y·(ρ, 1, e^ρ) of the smooth boundary."""
-    if _exp_in_cone(v):
-        return v.copy()
-    if _exp_in_polar(v):
-        return np.zeros(3)
-    candidates = [np.array([min(v[0], 0.0), 0.0, max(v[2], 0.0)])]
-    ray = _best_ray(v, _exp_boundary_ray, _exp_bracket(v))
-    if ray is not None:
-        candidates.append(_polish(v, ray, _exp_constraint))
-    return min(candidates, key=lambda p: np.linalg.norm(p - v))
+def _exp_inside(V, tol=0.0):
+    x, y, z = V.T
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        smooth = (y > 0) & (y * np.exp(np.minimum(x / np.where(y > 0, y, 1.0), 700))
+                            <= z + tol)
+    return smooth | ((x <= tol) & (np.abs(y) <= tol) & (z >= -tol))
 
 
-def _exp_bracket(v):
-    x, y, z = v
-    lo, hi = -40.0, 40.0
-    if z > 0 and y > 0:
-        centre = np.log(z / y)
-        lo, hi = min(lo, centre - 40), max(hi, centre + 40)
-    return lo, hi
+def _exp_polar(V, tol=0.0):
+    """−v ∈ K* = {(u, w, t): u < 0, −u e^{w/u} ≤ e t} ∪ {u = 0, w, t ≥ 0}: Π_K(v) = 0."""
+    u, w, t = -V.T
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        smooth = (u < 0) & (-u * np.exp(np.minimum(w / np.where(u < 0, u, -1.0), 700))
+                            <= np.e * t + tol)
+    return smooth | ((np.abs(u) <= tol) & (w >= -tol) & (t >= -tol))
 
 
-def _exp_constraint(p):
-    """g(p) = y e^{x/y} − z and its gradient and Hessian (y > 0)."""
-    x, y, z = p
-    e = np.exp(x / y)
-    g = y * e - z
-    grad = np.array([e, e * (1 - x / y), -1.0])
-    H = e * np.array([[1 / y, -x / y ** 2, 0.0],
-                      [-x / y ** 2, x ** 2 / y ** 3, 0.0],
-                      [0.0, 0.0, 0.0]])
-    return g, grad, H
+def _exp_boundary(V):
+    """The projection of rows outside the cone and its polar (K, 3)."""
+    x, y, z = V.T
+    face = np.stack([np.minimum(x, 0.0), np.zeros_like(x), np.maximum(z, 0.0)], axis=1)
+    lo, hi = np.full(len(V), -40.0), np.full(len(V), 40.0)
+    centred = (z > 0) & (y > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        centre = np.log(np.where(centred, z / np.where(y > 0, y, 1.0), 1.0))
+    lo = np.where(centred, np.minimum(lo, centre - 40), lo)
+    hi = np.where(centred, np.maximum(hi, centre + 40), hi)
+
+    def alignment(rho):                     # ⟨v, r⟩/‖r‖ for r = (ρ, 1, e^ρ), per row
+        e = np.exp(rho)
+        return (x[:, None] * rho + y[:, None] + z[:, None] * e) / np.sqrt(rho * rho + 1
+                                                                          + e * e)
+
+    t = np.linspace(0.0, 1.0, 81)
+    grid = lo[:, None] + (hi - lo)[:, None] * t
+    k = np.argmax(alignment(grid), axis=1)
+    rows = np.arange(len(V))
+    a, b = grid[rows, np.maximum(k - 1, 0)], grid[rows, np.minimum(k + 1, 80)]
+    golden = (np.sqrt(5.0) - 1) / 2
+    c, d = b - golden * (b - a), a + golden * (b - a)
+    fc, fd = alignment(c[:, None])[:, 0], alignment(d[:, None])[:, 0]
+    for _ in range(70):                     # the cell shrinks to ~1e-14 of its width
+        left = fc > fd
+        a, b = np.where(left, a, c), np.where(left, d, b)
+        c_new = np.where(left, b - golden * (b - a), d)
+        d_new = np.where(left, c, a + golden * (b - a))
+        fc_new = np.where(left, alignment(c_new[:, None])[:, 0], fd)
+        fd_new = np.where(left, fc, alignment(d_new[:, None])[:, 0])
+        c, d, fc, fd = c_new, d_new, fc_new, fd_new
+    rho = (a + b) / 2
+    ray = np.stack([rho, np.ones_like(rho), np.exp(rho)], axis=1)
+    scale = np.sum(V * ray, axis=1) / np.sum(ray * ray, axis=1)
+    on_ray = scale > 0
+    point = np.where(on_ray[:, None], _exp_newton(V, scale[:, None] * ray), face)
+    closer = np.linalg.norm(point - V, axis=1) < np.linalg.norm(face - V, axis=1)
+    return np.where((on_ray & closer)[:, None], point, face)
+
+
+def _exp_newton(V, P, steps: int = 20):
+    """Newton on p − v + μ∇g(p) = 0, g(p) = y e^{x/y} − z = 0, for every row at once; a
+    row keeps its last point with y > 0 and a finite value."""
+    def parts(P):
+        x, y, z = P.T
+        e = np.exp(x / y)
+        grad = np.stack([e, e * (1 - x / y), -np.ones_like(e)], axis=1)
+        H = np.zeros((len(P), 3, 3))
+        H[:, 0, 0], H[:, 0, 1] = e / y, -e * x / y ** 2
+        H[:, 1, 0], H[:, 1, 1] = H[:, 0, 1], e * x ** 2 / y ** 3
+        return y * e - z, grad, H
+
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        _, grad, _ = parts(P)
+        mu = np.maximum(0.0, np.sum((V - P) * grad, 1) / np.sum(grad * grad, 1))
+        scale = np.maximum(1.0, np.abs(V).max(axis=1))
+        for _ in range(steps):
+            g, grad, H = parts(P)
+            F = np.concatenate([P - V + mu[:, None] * grad, g[:, None]], axis=1)
+            going = np.abs(F).max(axis=1) >= 1e-15 * scale
+            if not going.any():
+                break
+            J = np.zeros((len(P), 4, 4))
+            J[:, :3, :3] = np.eye(3) + mu[:, None, None] * H
+            J[:, :3, 3], J[:, 3, :3] = grad, grad
+            ok = going & np.isfinite(J).all(axis=(1, 2)) & np.isfinite(F).all(axis=1)
+            step = np.zeros_like(F)
+            if ok.any():
+                try:
+                    step[ok] = np.linalg.solve(J[ok], -F[ok][..., None])[..., 0]
+                except np.linalg.LinAlgError:
+                    break
+            P_new, mu_new = P + step[:, :3], mu + step[:, 3]
+            accept = ok & np.isfinite(P_new).all(axis=1) & (P_new[:, 1] > 0)
+            P = np.where(accept[:, None], P_new, P)
+            mu = np.where(accept, mu_new, mu)
+    return P
+
+
+def exp_jacobian(V: np.ndarray) -> np.ndarray:
+    """DΠ onto the exponential cone at every row of V (K, 3): (K, 3, 3). I inside, 0 in the
+    polar cone, the face's clamp on {x ≤ 0, y = 0, z ≥ 0}, else the implicit derivative of
+    p − v + μ∇g(p) = 0, g(p) = 0 at the projection."""
+    V = np.asarray(V, float)
+    out = np.zeros((len(V), 3, 3))
+    inside, polar = _exp_inside(V), _exp_polar(V)
+    out[inside] = np.eye(3)
+    rest = np.flatnonzero(~inside & ~polar)
+    if not rest.size:
+        return out
+    W, P = V[rest], exp_project(V[rest])
+    on_face = P[:, 1] <= 1e-12 * np.maximum(1.0, np.abs(P).max(axis=1))
+    face = np.zeros((len(rest), 3, 3))
+    face[:, 0, 0], face[:, 2, 2] = W[:, 0] < 0, W[:, 2] > 0
+    smooth = np.flatnonzero(~on_face)
+    jac = face
+    if smooth.size:
+        x, y, _ = P[smooth].T
+        e = np.exp(x / y)
+        grad = np.stack([e, e * (1 - x / y), -np.ones_like(e)], axis=1)
+        H = np.zeros((smooth.size, 3, 3))
+        H[:, 0, 0], H[:, 0, 1] = e / y, -e * x / y ** 2
+        H[:, 1, 0], H[:, 1, 1] = H[:, 0, 1], e * x ** 2 / y ** 3
+        mu = np.sum((W[smooth] - P[smooth]) * grad, 1) / np.sum(grad * grad, 1)
+        J = np.zeros((smooth.size, 4, 4))
+        J[:, :3, :3] = np.eye(3) + mu[:, None, None] * H
+        J[:, :3, 3], J[:, 3, :3] = grad, grad
+        rhs = np.zeros((4, 3))
+        rhs[:3] = np.eye(3)
+        jac[smooth] = np.linalg.solve(J, np.broadcast_to(rhs, J.shape[:1] + rhs.shape))[:, :3]
+    out[rest] = jac
+    return out
 
 
 def _pow_in_cone(v, a, tol=0.0):
@@ -318,25 +433,6 @@ def _pow_constraint(a):
     return g
 
 
-def _best_ray(v, ray, bracket):
-    """The point s·ray(ρ) (s ≥ 0) closest to v: maximize ⟨v, r⟩ / ‖r‖ over ρ."""
-    def negative_alignment(rho):
-        r = ray(rho)
-        return -(v @ r) / np.linalg.norm(r)
-
-    lo, hi = bracket
-    grid = np.linspace(lo, hi, 81)
-    rays = ray(grid)                                        # (3, 81), all at once
-    values = -(v @ rays) / np.linalg.norm(rays, axis=0)
-    k = int(np.argmin(values))
-    left, right = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
-    res = scipy.optimize.minimize_scalar(negative_alignment, bounds=(left, right),
-                                         method="bounded", options={"xatol": 1e-13})
-    r = ray(res.x)
-    scale = (v @ r) / (r @ r)
-    return None if scale <= 0 else scale * r
-
-
 def _polish(v, p, constraint, steps: int = 20):
     """Newton on the projection's optimality conditions p − v + μ ∇g(p) = 0, g(p) = 0."""
     g, grad, _ = constraint(p)
@@ -355,8 +451,7 @@ def _polish(v, p, constraint, steps: int = 20):
         except np.linalg.LinAlgError:
             break
         p_new, mu_new = p + step[:3], mu + step[3]
-        if not np.all(np.isfinite(p_new)) or (p_new[1] <= 0 if constraint is _exp_constraint
-                                              else min(p_new[0], p_new[1]) <= 0):
+        if not np.all(np.isfinite(p_new)) or min(p_new[0], p_new[1]) <= 0:
             break
         p, mu = p_new, mu_new
     return p
@@ -377,14 +472,7 @@ def _boundary_derivative(v, p, constraint) -> np.ndarray:
 
 
 def _exp_d(v, _):
-    if _exp_in_cone(v):
-        return np.eye(3)
-    if _exp_in_polar(v):
-        return np.zeros((3, 3))
-    p = _exp(v, None)
-    if p[1] <= 1e-12 * max(1.0, np.abs(p).max()):          # on the face {x ≤ 0, y = 0, z ≥ 0}
-        return np.diag([float(v[0] < 0), 0.0, float(v[2] > 0)])
-    return _boundary_derivative(v, p, _exp_constraint)
+    return exp_jacobian(np.asarray(v, float)[None])[0]
 
 
 def _pow_d(v, a):

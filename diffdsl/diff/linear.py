@@ -109,6 +109,8 @@ class QuasiDefiniteSolver:
     size of the shift, or refinement that stalls — hands over to ``DirectSolver`` (LU, with
     its least-squares answer and flag)."""
 
+    dense = False
+
     def __init__(self, M11, n: int) -> None:
         import qdldl
         M11 = sp.csc_matrix(M11)
