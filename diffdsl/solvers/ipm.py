@@ -607,6 +607,9 @@ class Derivative:
         best = (x, v, ops.sqrt(ops.sum(F * F, 1)))
         for k in range(steps):
             if k:
+                size = ops.sqrt(ops.sum(best[0] ** 2, 1) + ops.sum(best[1] ** 2, 1))
+                if ops.maybe_all(best[2] <= 1e-12 * (1.0 + size)):
+                    break                        # every element exact already
                 self._move_to(x, v)
             step = self.solve(F)
             x, v = x - step[:, :n], v - step[:, n:]
