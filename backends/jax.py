@@ -20,6 +20,11 @@ How each transformation is served:
 
 Computations on the host are float64; outputs come back in the input dtype (float32
 unless ``jax_enable_x64`` is set).
+
+With ``solver="native"`` there is no callback: ``diffdsl.solvers.ipm`` runs as JAX code
+(float64 inside ``jax.enable_x64``), jitted, vmappable and on any JAX device; its implicit
+derivative is a ``custom_jvp`` whose solve is a ``lax.custom_linear_solve`` with the batch's
+LU, and ``rule="unrolled"`` differentiates its fixed-length iteration instead.
 """
 from __future__ import annotations
 

@@ -7,7 +7,10 @@
 the cone solve and its derivative are one ``torch.autograd.Function`` with ``backward``
 (reverse mode) and ``jvp`` (forward mode: ``torch.func.jvp``, ``torch.autograd.forward_ad``).
 Everything is computed in float64 on the CPU solver and returned in the input dtype on the
-input device.
+input device. With ``solver="native"`` the solve runs on the tensors' own device
+(``diffdsl.solvers.ipm``; on the CPU with NumPy arithmetic and PyTorch's batched LU), with
+its batched derivative in ``_NativeSolve``, or autograd through the iterations for
+``rule="unrolled"``.
 """
 from __future__ import annotations
 

@@ -9,10 +9,11 @@ every iteration factors the reduced KKT matrices
 
     [[P + GᵀG + δI, A_eᵀ], [A_e, −δI]],   G = W⁻¹A_i,
 
-of the whole batch with one batched LU, shared by the predictor and the corrector (one
-step of iterative refinement against δ = 0). Elements converge independently; converged
-ones stay put. Each element keeps its best iterate (relative primal and dual residuals and
-relative gap).
+of the whole batch with one batched LU, shared by the predictor and the corrector — or,
+when P is definite (``RowSpace``), the m × m matrices S + diag(δI, W²) with S = AP⁻¹Aᵀ
+formed once per batch. Elements converge independently; converged ones stay put. Each
+element keeps its best iterate (relative primal and dual residuals and relative gap).
+A caller that polishes (``Derivative.polish``) stops the iterations at ``HANDOFF``.
 
 The derivative is the implicit one of ``diffdsl.diff.hsde`` at τ = 1: with v = y − s and
 D = DΠ_K*(v) (1 on zero rows, [v > 0] on nonnegative rows, the SOC projection's Jacobian
@@ -240,11 +241,11 @@ class _KKT:
     (``refine``; P⁻¹ amplifies rounding, which matters below a gap of ~1e-6).
     ``W=None``: the identity scaling."""
 
-    def __init__(self, ops, P, Ae, Ai, W=None, rows: RowSpace | None = None,
+    def __init__(self, ops, P, A, me: int, W=None, rows: RowSpace | None = None,
                  refine: bool = True) -> None:
-        n, me = P.shape[-1], Ae.shape[-2]
+        n, Ae, Ai = P.shape[-1], A[:, :me], A[:, me:]
         self.ops, self.n, self.me, self.rows, self.refine = ops, n, me, rows, refine
-        self.P, self.A = P, ops.cat([Ae, Ai], 1)
+        self.P, self.A = P, A
         if rows is not None:
             m, B = rows.S.shape[-1], P.shape[0]
             if W is None:
@@ -323,7 +324,7 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     B = c.shape[0]
     # a start: x from the KKT system with unit scaling, s shifted into the cone's interior
     ones = cones.identity(c)
-    x, ye = _KKT(ops, P, Ae, Ai, rows=rows).solve(-c + _mv_t(Ai, bi), be)
+    x, ye = _KKT(ops, P, A, zero, rows=rows).solve(-c + _mv_t(Ai, bi), be)
     s = bi - _mv(Ai, x)
     shift = ops.maximum(1.0 - cones.min_eigenvalue(s), 0.0)
     s = s + shift[:, None] * ones
@@ -367,7 +368,7 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         lam = W.vec(z)
         mu = ops.sum(s * z, 1) / degree
         # refinement of the row-space solves pays once some element is near its solution
-        kkt = _KKT(ops, P, Ae, Ai, W, rows,
+        kkt = _KKT(ops, P, A, zero, W, rows,
                    refine=ops.maybe_any(~done & (st["error"] < REFINE_BELOW)))
 
         def newton(rc):
