@@ -349,7 +349,9 @@ class TorchLayer(torch.nn.Module):
         hybrid = device.type == "cpu" and not layout.unrolled
         ops = namespace("hybrid" if hybrid else "torch")
         data = [_numpy(t) if hybrid else t for t in (P, c, A, b)]
-        with single_threaded_blas():
+        # (an element that is infeasible or unbounded diverges: its overflow is expected)
+        with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore",
+                                                 divide="ignore"):
             cones = ipm.Cones.of(ops, layout.cones, like=data[0])
             rows = None if layout.unrolled else ipm.RowSpace.of(ops, data[0], data[2],
                                                                  layout.cones.zero)

@@ -326,19 +326,21 @@ class HybridArrays(NumpyArrays):
         super().__init__()
         self.torch = namespace("torch")
 
+    def _tensor(self, a):
+        """A tensor sharing a's memory where it can (a copy if a is read-only)."""
+        return self.torch.torch.from_numpy(np.require(a, np.float64, ["C", "W"]))
+
     def factor(self, K):
-        return self.torch.factor(self.torch.torch.from_numpy(np.ascontiguousarray(K)))
+        return self.torch.factor(self._tensor(K))
 
     def solve(self, factors, rhs, transpose: bool = False):
-        rhs = self.torch.torch.from_numpy(np.ascontiguousarray(rhs))
-        return self.torch.solve(factors, rhs, transpose).numpy()
+        return self.torch.solve(factors, self._tensor(rhs), transpose).numpy()
 
     def pivots_ok(self, factors, tol: float = 1e-12):
         return self.torch.pivots_ok(factors, tol).numpy()
 
     def spd_inverse(self, P, tol: float = 1e-10):
-        inverse, ok = self.torch.spd_inverse(
-            self.torch.torch.from_numpy(np.ascontiguousarray(P)), tol)
+        inverse, ok = self.torch.spd_inverse(self._tensor(P), tol)
         return inverse.numpy(), ok.numpy()
 
 
