@@ -268,3 +268,27 @@ def test_constant_matrices_reuse_one_workspace_per_worker(solver, monkeypatch):
         qc.value, hc.value = qs[i], hs[i]
         twin.solve(solver=cp.CLARABEL)
         np.testing.assert_allclose(sol[x][i], xc.value, atol=1e-6)
+
+
+def test_norm_bound_is_one_second_order_cone_with_cvxpys_dual():
+    """‖Fw‖ ≤ r compiles to the cone (r, Fw) itself: no epigraph variable, and the
+    constraint's dual (the cone's t entry) equals CVXPY's multiplier."""
+    rng = np.random.default_rng(4)
+    n, k = 6, 3
+    F, mu = rng.normal(size=(k, n)), rng.normal(size=n)
+    w, r = dd.Variable(n), dd.Parameter(nonneg=True)
+    bound = dd.norm(F @ w) <= r
+    prob = dd.Problem(dd.Maximize(mu @ w - 0.1 * dd.sum_squares(w)), [bound, dd.sum(w) == 1])
+    compiled = prob.compile()
+    assert compiled.program.n == n and compiled.program.cones.soc == (k + 1,)
+    sol = compiled.solve(0.2, refine=True)
+    wc = cp.Variable(n)
+    bc = cp.norm(F @ wc) <= 0.2
+    cp.Problem(cp.Maximize(mu @ wc - 0.1 * cp.sum_squares(wc)), [bc, cp.sum(wc) == 1]).solve(
+        solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    assert bc.dual_value > 1e-3                               # the bound is active
+    np.testing.assert_allclose(sol[w], wc.value, atol=1e-6)
+    np.testing.assert_allclose(sol.dual(bound), bc.dual_value, rtol=1e-5)
+    # d value / d r = the multiplier (envelope theorem), through the derivative of w
+    g = sol.vjp({w: mu - 0.2 * sol[w]})[r]
+    assert g == pytest.approx(float(bc.dual_value), rel=1e-5)

@@ -174,8 +174,32 @@ class Inequality(Comparison):
         return np.maximum(lhs - rhs, 0.0)
 
     def canonicalize(self, ctx) -> None:
+        if self.is_norm_bound():
+            t = ctx.canon(self.rhs)
+            ctx.soc(t, ctx.canon(self.lhs.args[0]), owner=self.id)
+            return
         lhs, rhs = self.broadcast_args(ctx)
         ctx.nonneg(rhs - lhs, owner=self.id)
+
+    def is_norm_bound(self) -> bool:
+        """‖x‖₂ ≤ t with x and t affine (t scalar): compiled to the one second-order cone
+        (t, x) directly, without an epigraph variable for the norm (one variable and one row
+        fewer, and no variable without a quadratic term). Its dual is the cone's t entry."""
+        from ..atoms.norms import Pnorm
+        lhs = self.lhs
+        return (isinstance(lhs, Pnorm) and lhs.p == 2 and lhs.axis is None
+                and lhs.size == 1 and self.rhs.size == 1 and lhs.args[0].is_affine()
+                and self.rhs.is_affine())
+
+    def dual_from(self, y):
+        size = int(np.prod(self.shape, dtype=int))
+        return y[:size].reshape(self.shape)               # a norm bound: the cone's t entry
+
+    def dual_adjoint(self, g) -> np.ndarray:
+        g = np.asarray(g, dtype=float).reshape(-1)
+        if self.is_norm_bound():
+            return np.concatenate([g, np.zeros(self.lhs.args[0].size)])
+        return g
 
     def requirements(self):
         return [(self.lhs, "convex", "left side of <="), (self.rhs, "concave", "right side of <=")]
