@@ -88,6 +88,11 @@ def _warn_flagged(derivatives) -> None:
                       DegenerateDerivativeWarning, stacklevel=2)
 
 
+def _failed(codes) -> bool:
+    """Whether a concrete (not traced) status array has an element that was not solved."""
+    return not isinstance(codes, jax.core.Tracer) and bool(np.any(np.asarray(codes) > 1))
+
+
 def _flat(a, count: int) -> np.ndarray:
     """(..., k) → (count, k) in float64 (count = the product of the leading dimensions)."""
     a = np.asarray(a, dtype=np.float64)
@@ -325,9 +330,9 @@ class JaxLayer:
             x, y, _, codes = self._native_map(P, c, A, b)
             failed = (codes > 1)[:, None]
             x, y = jnp.where(failed, jnp.nan, x), jnp.where(failed, jnp.nan, y)
-        if core.on_failure == "raise" and not isinstance(codes, jax.core.Tracer):
-            if bool(np.any(np.asarray(codes) > 1)):
-                raise SolverError(layout.failure_message(np.asarray(codes)))
+        if (core.on_failure == "raise" and core.compiled.auto_choice is None
+                and _failed(codes)):
+            raise SolverError(layout.failure_message(np.asarray(codes)))
         dtype = theta.dtype
         return x.astype(dtype), y.astype(dtype), codes[:, None].astype(dtype)
 
@@ -353,6 +358,10 @@ class JaxLayer:
         data = [_sparse_apply(core.maps[k], theta) for k in BLOCKS]
         if self.native:
             x, y, codes = self._native_call(theta, data)
+            if core.compiled.auto_choice is not None and _failed(codes):
+                # solver="auto": the host path, where CompiledProblem solves the elements
+                # the native method could not with Clarabel (not under jit: see the docs)
+                x, y, _, codes = self._solution_map(theta, *data)
         else:
             x, y, _, codes = self._solution_map(theta, *data)
         outputs = [x[:, o.offset:o.offset + o.size].reshape((B,) + o.shape)

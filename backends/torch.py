@@ -291,11 +291,15 @@ class TorchLayer(torch.nn.Module):
         data = [_apply(maps[k], theta[:1] if core.constant[k] else theta) for k in BLOCKS]
         if self.native:
             return self._native_forward(data, theta, batch, dtype, device, solver_args)
+        return self._host_forward(data, theta, batch, dtype, device, solver_args)
+
+    def _host_forward(self, data, theta, batch, dtype, device, solver_args):
+        """The solve on the host (``CompiledProblem.solve_program``) as ``_ConeSolve``."""
         options = {"warm_start": self.warm_start, **(solver_args or {})}
         box = _Box()
-        x, y = _ConeSolve.apply(*data, theta, core, options, box)
+        x, y = _ConeSolve.apply(*data, theta, self.core, options, box)
         self.last_solution = box.solution
-        codes = torch.as_tensor(core.status_codes(box.solution), device=device)
+        codes = torch.as_tensor(self.core.status_codes(box.solution), device=device)
         return self._outputs(x, y, codes, batch, dtype, device)
 
     def _outputs(self, x, y, codes, batch, dtype, device):
@@ -334,6 +338,10 @@ class TorchLayer(torch.nn.Module):
             codes = box.codes
         self.last_solution = None
         failed = codes > 1
+        if bool(failed.any()) and core.compiled.auto_choice is not None:
+            # solver="auto": the batch again on the host, where CompiledProblem solves the
+            # elements the native method could not with Clarabel (certified statuses)
+            return self._host_forward(data, theta, batch, dtype, device, solver_args)
         if bool(failed.any()):
             if core.on_failure == "raise":
                 raise SolverError(layout.failure_message(codes.cpu().numpy()))

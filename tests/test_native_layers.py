@@ -180,3 +180,23 @@ def test_jax_native_failures():
     out, status = jax.jit(layer)(jnp.asarray([2.0, 0.0]))
     assert float(out[0]) == pytest.approx(1.0, abs=1e-6) and np.isnan(float(out[1]))
     assert list(dd.SolveStatus)[int(status[1])] is dd.SolveStatus.ITERATION_LIMIT
+
+
+def test_auto_layers_hand_unsolved_elements_to_clarabel():
+    """solver="auto" picks the native solver here; an infeasible element sends the batch to
+    the host path, where Clarabel certifies it infeasible; the solved element's value and
+    gradient are unchanged."""
+    prob, x, h = infeasible_when_negative()
+    values = np.array([2.0, 0.0])
+    layer = TorchLayer(prob, [h], [x], solver="auto", on_failure="nan", return_status=True)
+    assert layer.compiled.adapter.name == "native"
+    hs = torch.tensor(values, requires_grad=True)
+    out, status = layer(hs)
+    assert list(dd.SolveStatus)[int(status[1])] is dd.SolveStatus.INFEASIBLE
+    assert out[0].item() == pytest.approx(1.0, abs=1e-8)
+    torch.nan_to_num(out).sum().backward()
+    assert hs.grad[0].item() == pytest.approx(0.0, abs=1e-8) and hs.grad[1] == 0.0
+    jlayer = JaxLayer(prob, [h], [x], solver="auto", on_failure="nan", return_status=True)
+    jout, jstatus = jlayer(jnp.asarray(values))
+    assert list(dd.SolveStatus)[int(jstatus[1])] is dd.SolveStatus.INFEASIBLE
+    assert float(jout[0]) == pytest.approx(1.0, abs=1e-8)
