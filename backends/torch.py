@@ -211,12 +211,19 @@ class _OnDevice:
         return a if self.ops.name == "torch" else torch.as_tensor(a, device=self.device)
 
     def call(self, method: str, *tensors):
-        if self.ops.name == "torch":
-            return getattr(self.derivative, method)(*tensors)
-        args = [_numpy(t) for t in tensors]
-        with torch._C._DisableFuncTorch():      # NumPy work, outside torch.func's transforms
-            out = getattr(self.derivative, method)(*args)
+        """The derivative's ``method`` on plain tensors/arrays of the arguments' values (read
+        with torch.func's transforms disabled, as ``_numpy`` does)."""
+        with torch._C._DisableFuncTorch():
+            if self.ops.name == "torch":
+                return getattr(self.derivative, method)(*(t.detach() for t in tensors))
+            out = getattr(self.derivative, method)(*(_numpy(t) for t in tensors))
         return tuple(self.back(a) for a in out)
+
+
+def _native_namespace(device, unrolled: bool) -> str:
+    """"hybrid" on the CPU for the implicit rule (NumPy arithmetic and PyTorch's batched LU:
+    the fastest there); "torch" on a GPU, or when autograd must follow the iterations."""
+    return "hybrid" if device.type == "cpu" and not unrolled else "torch"
 
 
 def _warn_degenerate(derivative, ok) -> None:
@@ -354,8 +361,8 @@ class TorchLayer(torch.nn.Module):
         the CPU (implicit rule) the arithmetic is NumPy's and the LU PyTorch's — the fastest
         there; on a GPU, or unrolled (autograd must see every step), all of it is torch's."""
         layout, device = self.core.native, P.device
-        hybrid = device.type == "cpu" and not layout.unrolled
-        ops = namespace("hybrid" if hybrid else "torch")
+        ops = namespace(_native_namespace(device, layout.unrolled))
+        hybrid = ops.name == "hybrid"
         data = [_numpy(t) if hybrid else t for t in (P, c, A, b)]
         # (an element that is infeasible or unbounded diverges: its overflow is expected)
         with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore",

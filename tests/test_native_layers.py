@@ -108,6 +108,22 @@ def test_torch_native_failures_raise_or_come_back_nan():
     assert hs.grad[1] == 0.0
 
 
+@pytest.mark.parametrize("make", NATIVE_CASES, ids=NATIVE_IDS)
+def test_torch_native_all_in_torch_as_on_a_gpu(make, monkeypatch):
+    """The code path a CUDA device takes (every array a torch tensor, no NumPy), run on the
+    CPU: gradcheck and forward mode, so it is tested where no GPU is lent."""
+    import diffdsl.backends.torch as torch_backend
+    monkeypatch.setattr(torch_backend, "_native_namespace", lambda device, unrolled: "torch")
+    case = make()
+    layer = torch_layer(case)
+    assert torch.autograd.gradcheck(lambda *p: flat(layer(*p)), tuple(tensors(case.values)),
+                                    eps=1e-6, atol=1e-5, rtol=1e-4)
+    params = tensors(case.values, grad=False)
+    _, jvp = torch.func.jvp(lambda *p: layer(*p)[0], tuple(params),
+                            tuple(torch.ones_like(p) for p in params))
+    assert torch.isfinite(jvp).all()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_torch_native_runs_on_cuda():
     case = CASES[2]()
