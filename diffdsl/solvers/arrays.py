@@ -51,9 +51,6 @@ class NumpyArrays:
     def abs(self, a):
         return self.xp.abs(a)
 
-    def isfinite(self, a):
-        return self.xp.isfinite(a)
-
     def sum(self, a, axis):
         return self.xp.sum(a, axis=axis)
 
