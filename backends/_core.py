@@ -245,6 +245,16 @@ class NativeLayout:
         from diffdsl.solvers.native import STATUS
         #: kernel status code → index into list(SolveStatus)
         self.codes = np.array([order.index(STATUS[k]) for k in sorted(STATUS)], np.int32)
+        #: P is the same for every θ and positive definite: the row space can be used
+        #: without looking at values (what a traced JAX call needs)
+        self.constant_definite_P = (not prog.P.depends_on_parameters
+                                    and _definite(self.dense_P(prog.P.T[:, 0].toarray()[:, 0])))
+
+    def dense_P(self, values: np.ndarray) -> np.ndarray:
+        """The symmetric (n, n) P from its upper-pattern values (NumPy)."""
+        P = np.zeros(self.n * self.n)
+        np.add.at(P, self.P_index, values[self.P_take])
+        return P.reshape(self.n, self.n)
 
     def failure_message(self, codes: np.ndarray) -> str:
         """A SolverError's text for the elements whose status code is not optimal."""
@@ -254,6 +264,12 @@ class NativeLayout:
         return (f"{failed.size} of {codes.size} batch element(s) not solved by the native "
                 f"solver ({shown}); {order[codes[failed[0]]].hint}. Pass on_failure='nan' to "
                 "get NaN for them instead")
+
+
+def _definite(P: np.ndarray) -> bool:
+    """Whether P passes the native solver's own positive-definiteness test."""
+    from diffdsl.solvers.arrays import namespace
+    return bool(namespace("numpy").spd_inverse(P[None])[1][0])
 
 
 def _is_cvxpy(problem) -> bool:

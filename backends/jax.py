@@ -275,11 +275,17 @@ class JaxLayer:
         def codes_of(status):
             return jnp.asarray(layout.codes)[status.astype(jnp.int32)]
 
+        def row_space(P, A):
+            """With a constant, definite P (known before tracing): the row space."""
+            if layout.unrolled or not layout.constant_definite_P:
+                return None
+            return ipm.RowSpace(ops.spd_inverse(P)[0], A)
+
         def solve(P, c, A, b, handoff=None):
             cones = ipm.Cones.of(ops, layout.cones)
             x, y, s, status, _, _ = ipm.interior_point(
                 ops, cones, P, c, A, b, tol=layout.tol, max_iter=layout.max_iter,
-                unrolled=layout.unrolled, handoff=handoff)
+                unrolled=layout.unrolled, handoff=handoff, rows=row_space(P, A))
             return cones, x, y, s, status
 
         if layout.unrolled:
@@ -291,7 +297,7 @@ class JaxLayer:
         @jax.custom_jvp
         def native_map(P, c, A, b):
             cones, x, y, s, status = solve(P, c, A, b, handoff=ipm.HANDOFF)
-            d = ipm.Derivative(ops, cones, P, A, x, y, s)
+            d = ipm.Derivative(ops, cones, P, A, x, y, s, row_space(P, A))
             x, y, s = d.polish(c, b)
             return x, y, s, codes_of(ipm.polished_status(ops, status, d.exact))
 
@@ -299,7 +305,8 @@ class JaxLayer:
         def native_map_jvp(primals, tangents):
             P, c, A, b = primals
             x, y, s, codes = native_map(P, c, A, b)
-            d = ipm.Derivative(ops, ipm.Cones.of(ops, layout.cones), P, A, x, y, s)
+            d = ipm.Derivative(ops, ipm.Cones.of(ops, layout.cones), P, A, x, y, s,
+                                row_space(P, A))
             ok = (codes <= 1)[:, None]
             dP, dc, dA, db = tangents
             n = x.shape[-1]

@@ -169,6 +169,7 @@ def test_jax_native_check_grads_and_jit(make):
 def test_jax_native_vmap_of_grad_under_jit_equals_the_clarabel_layer():
     case = CASES[1]()                                         # QP
     values = case.batched_values(4, seed=2)
+    assert jax_layer(case).core.native.constant_definite_P    # so the row space is used
     grads = []
     for layer in (jax_layer(case), JaxLayer(case.problem, case.parameters, case.variables,
                                             duals=[case.dual])):
