@@ -50,8 +50,10 @@ def values(name, batch, rng):
 
 def timed(layer, vals, weights, repeats=2):
     """Best time of forward + backward of Σ weights ⊙ output, and the first gradient."""
+    from diffdsl.cones import projections
     best, grad = np.inf, None
     for _ in range(repeats):
+        projections.clear_exp_memo()           # no answers carried over between repeats
         tensors = [torch.tensor(v, requires_grad=True) for v in vals]
         start = time.perf_counter()
         out = layer(*tensors)

@@ -14,6 +14,8 @@ through ``degenerate`` counts.
 """
 from __future__ import annotations
 
+import collections
+import threading
 
 import numpy as np
 import scipy.sparse as sp
@@ -104,7 +106,7 @@ def project(v: np.ndarray, cones: ConeDims, dual: bool = False) -> np.ndarray:
     if cones.exp:
         rows = _exp_rows(cones)
         V = v[rows].reshape(-1, 3)
-        out[rows] = (V + exp_project(-V) if dual else exp_project(V)).reshape(-1)
+        out[rows] = (V + _exp_project_memo(-V) if dual else _exp_project_memo(V)).reshape(-1)
     return out
 
 
@@ -113,13 +115,43 @@ def derivative(v: np.ndarray, cones: ConeDims, dual: bool = False) -> BlockDiago
     exp = iter(())
     if cones.exp:
         V = v[_exp_rows(cones)].reshape(-1, 3)
-        exp = iter(np.eye(3) - exp_jacobian(-V) if dual else exp_jacobian(V))
+        W = -V if dual else V
+        jac = exp_jacobian(W, _exp_project_memo(W))
+        exp = iter(np.eye(3) - jac if dual else jac)
     parts, i = [], 0
     for kind, size, param in blocks(cones):
         parts.append(next(exp) if kind == "exp" else
                      derivative_block(kind, v[i:i + size], param, dual))
         i += size
     return BlockDiagonal(parts)
+
+
+_EXP_MEMO: collections.OrderedDict = collections.OrderedDict()
+_EXP_MEMO_SIZE = 64
+_EXP_LOCK = threading.Lock()
+
+
+def _exp_project_memo(V: np.ndarray) -> np.ndarray:
+    """``exp_project`` remembered by the bytes of V (the refinement and the derivative
+    project the same points several times); a small LRU, safe across threads."""
+    V = np.ascontiguousarray(V, dtype=float)
+    key = (V.shape, V.tobytes())
+    with _EXP_LOCK:
+        if key in _EXP_MEMO:
+            _EXP_MEMO.move_to_end(key)
+            return _EXP_MEMO[key].copy()
+    out = exp_project(V)
+    with _EXP_LOCK:
+        _EXP_MEMO[key] = out
+        while len(_EXP_MEMO) > _EXP_MEMO_SIZE:
+            _EXP_MEMO.popitem(last=False)
+    return out.copy()
+
+
+def clear_exp_memo() -> None:
+    """Forget remembered exponential-cone projections (benchmarks time cold runs)."""
+    with _EXP_LOCK:
+        _EXP_MEMO.clear()
 
 
 def _exp_rows(cones: ConeDims) -> slice:
@@ -340,10 +372,10 @@ def _exp_newton(V, P, steps: int = 20):
     return P
 
 
-def exp_jacobian(V: np.ndarray) -> np.ndarray:
+def exp_jacobian(V: np.ndarray, projection: np.ndarray | None = None) -> np.ndarray:
     """DΠ onto the exponential cone at every row of V (K, 3): (K, 3, 3). I inside, 0 in the
     polar cone, the face's clamp on {x ≤ 0, y = 0, z ≥ 0}, else the implicit derivative of
-    p − v + μ∇g(p) = 0, g(p) = 0 at the projection."""
+    p − v + μ∇g(p) = 0, g(p) = 0 at the projection (``projection``: Π(V), if known)."""
     V = np.asarray(V, float)
     out = np.zeros((len(V), 3, 3))
     inside, polar = _exp_inside(V), _exp_polar(V)
@@ -351,7 +383,8 @@ def exp_jacobian(V: np.ndarray) -> np.ndarray:
     rest = np.flatnonzero(~inside & ~polar)
     if not rest.size:
         return out
-    W, P = V[rest], exp_project(V[rest])
+    W = V[rest]
+    P = exp_project(W) if projection is None else np.asarray(projection, float)[rest]
     on_face = P[:, 1] <= 1e-12 * np.maximum(1.0, np.abs(P).max(axis=1))
     face = np.zeros((len(rest), 3, 3))
     face[:, 0, 0], face[:, 2, 2] = W[:, 0] < 0, W[:, 2] > 0
