@@ -127,7 +127,8 @@ def derivative(v: np.ndarray, cones: ConeDims, dual: bool = False) -> BlockDiago
 
 
 _EXP_MEMO: collections.OrderedDict = collections.OrderedDict()
-_EXP_MEMO_SIZE = 64
+_EXP_MEMO_SIZE = 64                  # entries
+_EXP_MEMO_BYTES = 32 * 2 ** 20       # and at most this much memory (keys and values)
 _EXP_LOCK = threading.Lock()
 
 
@@ -141,9 +142,12 @@ def _exp_project_memo(V: np.ndarray) -> np.ndarray:
             _EXP_MEMO.move_to_end(key)
             return _EXP_MEMO[key].copy()
     out = exp_project(V)
+    if 2 * V.nbytes > _EXP_MEMO_BYTES:
+        return out
     with _EXP_LOCK:
         _EXP_MEMO[key] = out
-        while len(_EXP_MEMO) > _EXP_MEMO_SIZE:
+        while (len(_EXP_MEMO) > _EXP_MEMO_SIZE
+               or 2 * sum(v.nbytes for v in _EXP_MEMO.values()) > _EXP_MEMO_BYTES):
             _EXP_MEMO.popitem(last=False)
     return out.copy()
 
