@@ -243,21 +243,6 @@ def _psd_d(v, n):
 
 
 # ---------------------------------------------------------------------------- exp / pow
-def _exp_in_cone(v, tol=0.0):
-    x, y, z = v
-    if y > 0:
-        return y * np.exp(min(x / y, 700)) <= z + tol
-    return x <= tol and abs(y) <= tol and z >= -tol
-
-
-def _exp_in_polar(v, tol=0.0):
-    """−v ∈ K_exp* , i.e. Π_K(v) = 0."""
-    u, w, t = -v          # K* = {(u, w, t): u < 0, −u e^{w/u} ≤ e t} ∪ {u = 0, w, t ≥ 0}
-    if u < 0:
-        return -u * np.exp(min(w / u, 700)) <= np.e * t + tol
-    return abs(u) <= tol and w >= -tol and t >= -tol
-
-
 def _exp(v, _):
     """Π onto the exponential cone of one 3-vector (``exp_project`` with one row)."""
     return exp_project(np.asarray(v, float)[None])[0]
@@ -337,31 +322,39 @@ def _exp_boundary(V):
     return np.where((on_ray & closer)[:, None], point, face)
 
 
+def _exp_constraint(P):
+    """g(p) = y e^{x/y} − z, its gradient and Hessian at every row of P (y > 0)."""
+    x, y, z = P.T
+    e = np.exp(x / y)
+    grad = np.stack([e, e * (1 - x / y), -np.ones_like(e)], axis=1)
+    H = np.zeros((len(P), 3, 3))
+    H[:, 0, 0], H[:, 0, 1] = e / y, -e * x / y ** 2
+    H[:, 1, 0], H[:, 1, 1] = H[:, 0, 1], e * x ** 2 / y ** 3
+    return y * e - z, grad, H
+
+
+def _exp_kkt(mu, grad, H):
+    """[[I + μH, ∇g], [∇gᵀ, 0]] per row: the Jacobian of (p − v + μ∇g(p), g(p))."""
+    J = np.zeros((len(mu), 4, 4))
+    J[:, :3, :3] = np.eye(3) + mu[:, None, None] * H
+    J[:, :3, 3], J[:, 3, :3] = grad, grad
+    return J
+
+
 def _exp_newton(V, P, steps: int = 20):
     """Newton on p − v + μ∇g(p) = 0, g(p) = y e^{x/y} − z = 0, for every row at once; a
     row keeps its last point with y > 0 and a finite value."""
-    def parts(P):
-        x, y, z = P.T
-        e = np.exp(x / y)
-        grad = np.stack([e, e * (1 - x / y), -np.ones_like(e)], axis=1)
-        H = np.zeros((len(P), 3, 3))
-        H[:, 0, 0], H[:, 0, 1] = e / y, -e * x / y ** 2
-        H[:, 1, 0], H[:, 1, 1] = H[:, 0, 1], e * x ** 2 / y ** 3
-        return y * e - z, grad, H
-
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        _, grad, _ = parts(P)
+        _, grad, _ = _exp_constraint(P)
         mu = np.maximum(0.0, np.sum((V - P) * grad, 1) / np.sum(grad * grad, 1))
         scale = np.maximum(1.0, np.abs(V).max(axis=1))
         for _ in range(steps):
-            g, grad, H = parts(P)
+            g, grad, H = _exp_constraint(P)
             F = np.concatenate([P - V + mu[:, None] * grad, g[:, None]], axis=1)
             going = np.abs(F).max(axis=1) >= 1e-15 * scale
             if not going.any():
                 break
-            J = np.zeros((len(P), 4, 4))
-            J[:, :3, :3] = np.eye(3) + mu[:, None, None] * H
-            J[:, :3, 3], J[:, 3, :3] = grad, grad
+            J = _exp_kkt(mu, grad, H)
             ok = going & np.isfinite(J).all(axis=(1, 2)) & np.isfinite(F).all(axis=1)
             step = np.zeros_like(F)
             if ok.any():
@@ -395,16 +388,9 @@ def exp_jacobian(V: np.ndarray, projection: np.ndarray | None = None) -> np.ndar
     smooth = np.flatnonzero(~on_face)
     jac = face
     if smooth.size:
-        x, y, _ = P[smooth].T
-        e = np.exp(x / y)
-        grad = np.stack([e, e * (1 - x / y), -np.ones_like(e)], axis=1)
-        H = np.zeros((smooth.size, 3, 3))
-        H[:, 0, 0], H[:, 0, 1] = e / y, -e * x / y ** 2
-        H[:, 1, 0], H[:, 1, 1] = H[:, 0, 1], e * x ** 2 / y ** 3
+        _, grad, H = _exp_constraint(P[smooth])
         mu = np.sum((W[smooth] - P[smooth]) * grad, 1) / np.sum(grad * grad, 1)
-        J = np.zeros((smooth.size, 4, 4))
-        J[:, :3, :3] = np.eye(3) + mu[:, None, None] * H
-        J[:, :3, 3], J[:, 3, :3] = grad, grad
+        J = _exp_kkt(mu, grad, H)
         rhs = np.zeros((4, 3))
         rhs[:3] = np.eye(3)
         jac[smooth] = np.linalg.solve(J, np.broadcast_to(rhs, J.shape[:1] + rhs.shape))[:, :3]
@@ -573,8 +559,10 @@ def _smooth_case(kind, v, param, tol) -> str:
         if np.any(np.abs(lam) <= scale):
             return "degenerate"
         return "active" if lam.min() > 0 else "inactive" if lam.max() < 0 else "active"
-    inside = _exp_in_cone(v) if kind == "exp" else _pow_in_cone(v, param)
-    polar = _exp_in_polar(-v) if kind == "exp" else _pow_in_polar(-v, param)
+    if kind == "exp":
+        inside, polar = bool(_exp_inside(v[None])[0]), bool(_exp_polar(-v[None])[0])
+    else:
+        inside, polar = _pow_in_cone(v, param), _pow_in_polar(-v, param)
     if np.linalg.norm(v) <= scale:
         return "degenerate"
     return "active" if inside else "inactive" if polar else "active"
