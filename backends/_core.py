@@ -247,14 +247,8 @@ class NativeLayout:
         self.codes = np.array([order.index(STATUS[k]) for k in sorted(STATUS)], np.int32)
         #: P is the same for every θ and positive definite: the row space can be used
         #: without looking at values (what a traced JAX call needs)
-        self.constant_definite_P = (not prog.P.depends_on_parameters
-                                    and _definite(self.dense_P(prog.P.T[:, 0].toarray()[:, 0])))
-
-    def dense_P(self, values: np.ndarray) -> np.ndarray:
-        """The symmetric (n, n) P from its upper-pattern values (NumPy)."""
-        P = np.zeros(self.n * self.n)
-        np.add.at(P, self.P_index, values[self.P_take])
-        return P.reshape(self.n, self.n)
+        self.constant_definite_P = (not prog.P.depends_on_parameters and _definite(
+            prog.P.symmetric_dense(prog.P.T[:, 0].toarray().T)))
 
     def failure_message(self, codes: np.ndarray) -> str:
         """A SolverError's text for the elements whose status code is not optimal."""
@@ -267,9 +261,9 @@ class NativeLayout:
 
 
 def _definite(P: np.ndarray) -> bool:
-    """Whether P passes the native solver's own positive-definiteness test."""
+    """Whether P (1, n, n) passes the native solver's own positive-definiteness test."""
     from diffdsl.solvers.arrays import namespace
-    return bool(namespace("numpy").spd_inverse(P[None])[1][0])
+    return bool(namespace("numpy").spd_inverse(P)[1][0])
 
 
 def _is_cvxpy(problem) -> bool:

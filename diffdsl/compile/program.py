@@ -63,6 +63,18 @@ class SparsePattern:
         return sp.csc_matrix((np.concatenate([values, values[off]]), (rows, cols)),
                              shape=self.shape)
 
+    def dense(self, values: np.ndarray) -> np.ndarray:
+        """Dense matrices (B, m, n) from values (B, nnz)."""
+        out = np.zeros((values.shape[0],) + tuple(self.shape))
+        out[:, self.indices, self.columns] = values
+        return out
+
+    def symmetric_dense(self, values: np.ndarray) -> np.ndarray:
+        """Dense U + Uᵀ − diag U (B, n, n) for an upper-triangular pattern U, values (B, nnz)."""
+        out = self.dense(values)
+        out[:, self.columns, self.indices] = values
+        return out
+
     @cached_property
     def columns(self) -> np.ndarray:
         """Column index of every stored entry."""

@@ -47,13 +47,8 @@ class NativeAdapter(SolverAdapter):
 
     def solve_batch(self, program, values, opts) -> list[RawSolution]:
         """Every element of a ``ProgramValues`` batch in one run."""
-        B, n, m = values.batch, program.n, program.m
-        P = np.zeros((values.P.shape[1], n, n))
-        pr, pc = program.P.indices, program.P.columns
-        P[:, pr, pc] = values.P.T
-        P[:, pc, pr] = values.P.T
-        A = np.zeros((values.A.shape[1], m, n))
-        A[:, program.A.indices, program.A.columns] = values.A.T
+        B = values.batch
+        P, A = program.P.symmetric_dense(values.P.T), program.A.dense(values.A.T)
         P, A = (np.broadcast_to(M, (B,) + M.shape[1:]) for M in (P, A))
         raws, derivative = solve_dense(P, values.c.T, A, values.b.T, program.cones,
                                        self.options(opts), program=program)
@@ -117,12 +112,7 @@ class ProgramDerivative:
     def jvp(self, dP: np.ndarray, dc: np.ndarray, dA: np.ndarray, db: np.ndarray):
         """(dx, dy), each (B, ·), for data tangents (B, ·) (P and A by their values)."""
         prog, ops = self.program, self.ops
-        B, n, m = dc.shape[0], prog.n, prog.m
-        P = np.zeros((B, n, n))
-        P[:, prog.P.indices, prog.P.columns] = dP
-        P[:, prog.P.columns, prog.P.indices] = dP
-        A = np.zeros((B, m, n))
-        A[:, prog.A.indices, prog.A.columns] = dA
+        P, A = prog.P.symmetric_dense(dP), prog.A.dense(dA)
         dx, dy, _ = self.derivative.jvp(*(ops.constant(a) for a in (P, dc, A, db)))
         return ops.to_numpy(dx), ops.to_numpy(dy)
 
