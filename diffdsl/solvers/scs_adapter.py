@@ -33,13 +33,13 @@ class SCSAdapter(SolverAdapter):
     def setup(self, data: ConeProgramData, opts: dict):
         import scs
         self.check_cones(data.cones)
-        k = data.cones
-        A, b = data.A, self._b(data)
-        if data.A.shape[0] == 0:          # SCS needs m ≥ 1: add the vacuous row 0 ≤ 1
-            A = sp.csc_matrix((1, data.A.shape[1]))
-        cone = {"z": k.zero, "l": k.nonneg + (data.A.shape[0] == 0), "q": list(k.soc),
-                "s": list(k.psd), "ep": k.exp, "p": list(k.pow)}
-        problem = {"P": data.P if data.P.nnz else None, "A": A, "b": b, "c": data.c}
+        k, padded = data.cones, data.A.shape[0] == 0
+        # SCS needs m ≥ 1: an empty A gets the vacuous row 0 ≤ 1 (``_b``)
+        A = sp.csc_matrix((1, data.A.shape[1])) if padded else data.A
+        cone = {"z": k.zero, "l": k.nonneg + padded, "q": list(k.soc), "s": list(k.psd),
+                "ep": k.exp, "p": list(k.pow)}
+        problem = {"P": data.P if data.P.nnz else None, "A": A, "b": self._b(data),
+                   "c": data.c}
         return scs.SCS(problem, cone, **self.options(opts))
 
     @staticmethod
