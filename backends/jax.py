@@ -329,11 +329,13 @@ class JaxLayer:
             core.check_values(np.asarray(theta, dtype=np.float64))
         B, n, m = theta.shape[0], layout.n, layout.m
         with jax.enable_x64(True):
-            Pv, c, Av, b = (jnp.broadcast_to(t.astype(jnp.float64), (B, t.shape[-1]))
-                            for t in data)
-            P = jnp.zeros((B, n * n)).at[:, layout.P_index].add(
-                Pv[:, layout.P_take]).reshape(B, n, n)
-            A = jnp.zeros((B, m * n)).at[:, layout.A_index].add(Av).reshape(B, m, n)
+            # P and A stay (1, ·, ·) when θ does not move them: the method shares them
+            Pv, c, Av, b = (t.astype(jnp.float64)[:1] if core.constant[k] and k in ("P", "A")
+                            else jnp.broadcast_to(t.astype(jnp.float64), (B, t.shape[-1]))
+                            for k, t in zip(BLOCKS, data, strict=True))
+            P = jnp.zeros((len(Pv), n * n)).at[:, layout.P_index].add(
+                Pv[:, layout.P_take]).reshape(-1, n, n)
+            A = jnp.zeros((len(Av), m * n)).at[:, layout.A_index].add(Av).reshape(-1, m, n)
             x, y, _, codes = self._native_map(P, c, A, b)
             failed = (codes > 1)[:, None]
             x, y = jnp.where(failed, jnp.nan, x), jnp.where(failed, jnp.nan, y)

@@ -182,6 +182,7 @@ class _NativeSolve(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         box = inputs[-1]
         ctx.derivative, ctx.ok = box.derivative, box.codes <= 1
+        ctx.batches = [len(t) for t in inputs[:4]]
 
     @staticmethod
     def backward(ctx, gx, gy):
@@ -189,8 +190,10 @@ class _NativeSolve(torch.autograd.Function):
         d = ctx.derivative
         grads = d.call("vjp", torch.where(ok, gx, 0.0), torch.where(ok, gy, 0.0))
         _warn_degenerate(d, ctx.ok)
-        return (*(torch.where(ok[..., None] if g.ndim == 3 else ok, g, 0.0) for g in grads),
-                None, None)
+        grads = (torch.where(ok[..., None] if g.ndim == 3 else ok, g, 0.0) for g in grads)
+        # a (1, ·) input shared by the batch gets the sum of the elements' gradients
+        return (*(g.sum(0, keepdim=True) if size == 1 else g
+                  for g, size in zip(grads, ctx.batches, strict=True)), None, None)
 
     @staticmethod
     def jvp(ctx, dP, dc, dA, db, *_):
@@ -331,12 +334,14 @@ class TorchLayer(torch.nn.Module):
         core.check_values(_numpy(theta))
         B = theta.shape[0]
         n, m = layout.n, layout.m
-        Pv, c, Av, b = (t.expand(B, t.shape[1]) for t in data)
+        # P and A stay (1, ·, ·) when θ does not move them: the method shares them
+        Pv, Av = data[0], data[2]
+        c, b = (t.expand(B, t.shape[1]) for t in (data[1], data[3]))
         index = torch.as_tensor(layout.P_index, device=device)
-        P = torch.zeros(B, n * n, dtype=torch.float64, device=device).index_add(
-            1, index, Pv[:, torch.as_tensor(layout.P_take, device=device)]).reshape(B, n, n)
-        A = torch.zeros(B, m * n, dtype=torch.float64, device=device).index_add(
-            1, torch.as_tensor(layout.A_index, device=device), Av).reshape(B, m, n)
+        P = torch.zeros(len(Pv), n * n, dtype=torch.float64, device=device).index_add(
+            1, index, Pv[:, torch.as_tensor(layout.P_take, device=device)]).reshape(-1, n, n)
+        A = torch.zeros(len(Av), m * n, dtype=torch.float64, device=device).index_add(
+            1, torch.as_tensor(layout.A_index, device=device), Av).reshape(-1, m, n)
         if layout.unrolled:              # torch's autograd follows the iterations
             x, y, codes, _ = self._native_solve(P, c, A, b, derivative=False)
         else:

@@ -175,10 +175,12 @@ def test_soc_projection_jacobian_matches_central_differences():
         np.testing.assert_allclose(D, J, atol=1e-6)
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["per element", "shared P, A"])
 @pytest.mark.parametrize("name", ["numpy", "torch", "jax"])
-def test_every_array_namespace_solves_the_batch(name):
+def test_every_array_namespace_solves_the_batch(name, shared):
     """The kernel (unpolished) in each namespace against Clarabel's refined solutions, to the
-    accuracy its stopping rule implies (relative residuals and gap ≤ 1e-10)."""
+    accuracy its stopping rule implies (relative residuals and gap ≤ 1e-10); with P and A
+    given once for the whole batch ((1, ·, ·)) as with per-element copies."""
     pytest.importorskip(name)
     from diffdsl.solvers import arrays, ipm
     ops = arrays.namespace(name)
@@ -195,7 +197,8 @@ def test_every_array_namespace_solves_the_batch(name):
     reference = dd.CompiledProblem(prob).solve(values, refine=True)
 
     def run():
-        arrays_ = [ops.constant(a) for a in (P, data.c.T, A, data.b.T)]
+        arrays_ = [ops.constant(a) for a in (P[:1] if shared else P, data.c.T,
+                                             A[:1] if shared else A, data.b.T)]
         cones = ipm.Cones.of(ops, prog.cones)
         x, *_ = ipm.interior_point(ops, cones, *arrays_)
         return ops.to_numpy(x)

@@ -24,6 +24,27 @@ def infeasible_when_negative():
     return dd.Problem(dd.Minimize(dd.square(x)), [x >= 1, x <= h]), x, h
 
 
+def data_varies_case(P_varies: bool, A_varies: bool):
+    """A QP whose P = 2pI and/or whose constraint matrix G are parameters or constants: the
+    native layers share constant P and A across the batch and take per-element ones."""
+    r = np.random.default_rng(12)
+    n, m = 4, 6
+    G0 = r.normal(size=(m, n))
+    x, q, h = dd.Variable(n), dd.Parameter(n), dd.Parameter(m)
+    p, G = dd.Parameter(nonneg=True), dd.Parameter((m, n))
+    prob = dd.Problem(dd.Minimize((p if P_varies else 1.5) * dd.sum_squares(x) + q @ x),
+                      [(G if A_varies else G0) @ x <= h])
+    params = [q, h] + ([p] if P_varies else []) + ([G] if A_varies else [])
+    values = [3 * r.normal(size=(5, n)), np.abs(r.normal(size=(5, m))) + 0.1]
+    values += [1.0 + r.uniform(size=5)] if P_varies else []
+    values += [G0 + 0.01 * r.normal(size=(5, m, n))] if A_varies else []
+    return prob, params, x, values
+
+
+DATA_VARIES = [(True, False), (False, True), (True, True)]
+DATA_IDS = ["P varies", "A varies", "both vary"]
+
+
 # ---------------------------------------------------------------------------- PyTorch
 torch = pytest.importorskip("torch")
 from diffdsl.backends.torch import TorchLayer  # noqa: E402
@@ -62,6 +83,20 @@ def test_torch_native_batched_gradients_equal_the_clarabel_layer(make):
         outputs = flat(layer(*params))
         sum(o.square().sum() + o.sum() for o in outputs).backward()
         grads.append([p.grad.numpy() for p in params])
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-8)
+
+
+@pytest.mark.parametrize("varies", DATA_VARIES, ids=DATA_IDS)
+def test_torch_native_per_element_P_and_A_equal_the_clarabel_layer(varies):
+    prob, params, x, values = data_varies_case(*varies)
+    grads = []
+    for solver in ("native", "clarabel"):
+        layer = TorchLayer(prob, params, [x], solver=solver)
+        ps = tensors(values)
+        (out,) = layer(*ps)
+        (out.square().sum() + out.sum()).backward()
+        grads.append([out.detach().numpy()] + [t.grad.numpy() for t in ps])
     for a, b in zip(*grads, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-8)
 
@@ -176,6 +211,23 @@ def test_jax_native_vmap_of_grad_under_jit_equals_the_clarabel_layer():
         loss = jax.grad(lambda q, h, layer=layer: jnp.sum(layer(q, h)[0] ** 2))
         grads.append(np.asarray(jax.jit(jax.vmap(loss))(*(jnp.asarray(v) for v in values))))
     np.testing.assert_allclose(grads[0], grads[1], atol=1e-8)
+
+
+@pytest.mark.parametrize("varies", DATA_VARIES, ids=DATA_IDS)
+def test_jax_native_per_element_P_and_A_equal_the_clarabel_layer(varies):
+    prob, params, x, values = data_varies_case(*varies)
+    results = []
+    for solver in ("native", "clarabel"):
+        layer = JaxLayer(prob, params, [x], solver=solver)
+
+        def loss(*p, layer=layer):
+            out = layer(*p)[0]
+            return jnp.sum(out ** 2 + out)
+        args = tuple(jnp.asarray(v) for v in values)
+        grads = jax.jit(jax.grad(loss, argnums=tuple(range(len(args)))))(*args)
+        results.append([np.asarray(layer(*args)[0])] + [np.asarray(g) for g in grads])
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-8)
 
 
 def test_jax_unrolled_rule_and_float32():

@@ -78,12 +78,22 @@ class NumpyArrays:
         """(B, k) → (B, k, k) diagonal matrices."""
         return v[..., :, None] * self.eye(v.shape[-1], v)
 
+    def broadcast(self, a, shape):
+        """``a`` seen with ``shape`` (a shared (1, ·) batch repeated), without copying."""
+        return self.xp.broadcast_to(a, shape)
+
     def add_diagonal(self, M, v):
-        """M + diag(v) for M (B, k, k) and v (B, k) or (k,), without forming diag(v)."""
-        out = np.array(M, dtype=np.float64)
+        """M + diag(v) for M (B or 1, k, k) and v (B, k) or (k,), without forming diag(v)."""
+        out = np.array(self._batched(M, v), dtype=np.float64, order="C")
         k = np.arange(M.shape[-1])
         out[..., k, k] += v
         return out
+
+    def _batched(self, M, v):
+        """M (1, k, k) repeated to v's batch (B, k), or M itself."""
+        if v.ndim == 2 and M.shape[0] == 1 and v.shape[0] != 1:
+            return self.broadcast(M, v.shape[:1] + M.shape[1:])
+        return M
 
     # dense batched linear algebra ----------------------------------------------------
     def factor(self, K):
@@ -96,8 +106,10 @@ class NumpyArrays:
             return [scipy.linalg.lu_factor(k, check_finite=False) for k in K]
 
     def solve(self, factors, rhs, transpose: bool = False):
-        """K⁻¹ rhs (or K⁻ᵀ rhs) per element; rhs (B, k)."""
+        """K⁻¹ rhs (or K⁻ᵀ rhs) per element; rhs (B, k) (one factorization may serve all)."""
         import scipy.linalg
+        if len(factors) == 1:
+            factors = factors * len(rhs)
         return np.array([scipy.linalg.lu_solve(f, r, trans=int(transpose), check_finite=False)
                          for f, r in zip(factors, rhs, strict=True)]).reshape(rhs.shape)
 
@@ -210,8 +222,11 @@ class TorchArrays(NumpyArrays):
     def cat(self, arrays, axis):
         return self.torch.cat(arrays, dim=axis)
 
+    def broadcast(self, a, shape):
+        return a.expand(shape)
+
     def add_diagonal(self, M, v):
-        out = M.clone()
+        out = self._batched(M, v).clone(memory_format=self.torch.contiguous_format)
         out.diagonal(dim1=-2, dim2=-1).add_(v)     # on a fresh copy: autograd follows it
         return out
 
@@ -260,7 +275,7 @@ class JaxArrays(NumpyArrays):
 
     def add_diagonal(self, M, v):
         k = self.xp.arange(M.shape[-1])
-        return M.at[..., k, k].add(v)
+        return self._batched(M, v).at[..., k, k].add(v)
 
     def factor(self, K):
         return self.jax.scipy.linalg.lu_factor(K)
@@ -268,6 +283,8 @@ class JaxArrays(NumpyArrays):
     def solve(self, factors, rhs, transpose: bool = False):
         lu, piv = factors
         solve = functools.partial(self.jax.scipy.linalg.lu_solve, trans=int(transpose))
+        if lu.shape[0] == 1 and rhs.shape[0] != 1:       # one factorization serves all
+            return self.jax.vmap(solve, in_axes=(None, 0))((lu[0], piv[0]), rhs)
         for _ in range(lu.ndim - 2):          # lu_solve takes one matrix: map the batch
             solve = self.jax.vmap(solve, in_axes=((0, 0), 0))
         return solve((lu, piv), rhs)

@@ -202,10 +202,17 @@ class Scaling:
 
 # --------------------------------------------------------------------------- the method
 def _mv(M, v):
+    """M v per element, M (B, r, c); a matrix the batch shares, (1, r, c), takes one
+    matrix product for the whole batch."""
+    if M.shape[0] == 1 and v.shape[0] != 1:
+        return v @ M[0].mT
     return (M @ v[..., None])[..., 0]
 
 
 def _mv_t(M, v):
+    """Mᵀ v per element (see ``_mv``)."""
+    if M.shape[0] == 1 and v.shape[0] != 1:
+        return v @ M[0]
     return (v[..., None, :] @ M)[..., 0, :]
 
 
@@ -247,7 +254,7 @@ class _KKT:
         self.ops, self.n, self.me, self.rows, self.refine = ops, n, me, rows, refine
         self.P, self.A = P, A
         if rows is not None:
-            m, B = rows.S.shape[-1], P.shape[0]
+            B, m = rows.S.shape[0], rows.S.shape[-1]
             if W is None:
                 self.H = (ops.cat([ops.zeros((B, me), P), ops.full((B, m - me), 1.0, P)], 1),
                           None)
@@ -263,7 +270,9 @@ class _KKT:
         G = Ai if W is None else W.apply(Ai, inverse=True)
         K = ops.add_diagonal(P + G.mT @ G, ops.full((n,), REGULARIZATION, P))
         if me:
-            corner = ops.zeros(Ae.shape[:-2] + (me, me), P) - REGULARIZATION * ops.eye(me, P)
+            B = K.shape[0]
+            Ae = ops.broadcast(Ae, (B,) + Ae.shape[1:])
+            corner = ops.zeros((B, me, me), P) - REGULARIZATION * ops.eye(me, P)
             K = ops.cat([ops.cat([K, Ae.mT], 2), ops.cat([Ae, corner], 2)], 1)
         self.factors = ops.factor(K)
 
@@ -308,7 +317,9 @@ def _pad(ops, block, m: int):
 def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: int = 50,
                    unrolled: bool = False, rows: RowSpace | None = None,
                    handoff: float | None = None):
-    """Solve the batch (P (B,n,n), c (B,n), A (B,m,n), b (B,m)) in namespace ``ops``.
+    """Solve the batch (P (B,n,n), c (B,n), A (B,m,n), b (B,m)) in namespace ``ops``; P and
+    A may be (1, ·, ·), shared by every element (then their products are one matrix
+    product for the whole batch, and ``RowSpace`` is computed once).
 
     Returns (x, y, s, status, iterations, error), per element: y and s over all m rows,
     status one of OPTIMAL, OPTIMAL_INACCURATE, ITERATION_LIMIT (as floats), iterations
@@ -459,7 +470,7 @@ class Derivative:
         ops, cones, P, A = self.ops, self.cones, self.P, self.A
         zero, k = cones.zero, cones.zero + cones.nonneg
         self.x, self.y, self.v = x, y, v
-        B, m, n = A.shape
+        B, (m, n) = x.shape[0], A.shape[-2:]
         diag = [ops.full((B, zero), 1.0, x), ops.where(v[:, zero:k] > 0, 1.0, 0.0)]
         self.d = ops.cat(diag, 1)                         # D on zero and nonnegative rows
         self.Dq = self._soc_jacobian(v[:, k:, None]) if cones.has_soc else None
@@ -475,8 +486,8 @@ class Derivative:
         if self.rows is not None:
             self.system = times_D(self.rows.S) + I_minus_D
         else:
-            self.system = ops.cat([ops.cat([P, times_D(A.mT)], 2),
-                                   ops.cat([-A, I_minus_D], 2)], 1)
+            self.system = ops.cat([ops.cat([ops.broadcast(P, (B, n, n)), times_D(A.mT)], 2),
+                                   ops.cat([-ops.broadcast(A, (B, m, n)), I_minus_D], 2)], 1)
             self._set_aside_free_variables(times_D)
         self.factors = ops.factor(self.system)
         self.singular = ~ops.pivots_ok(self.factors)

@@ -47,9 +47,10 @@ class NativeAdapter(SolverAdapter):
 
     def solve_batch(self, program, values, opts) -> list[RawSolution]:
         """Every element of a ``ProgramValues`` batch in one run."""
-        B = values.batch
-        P, A = program.P.symmetric_dense(values.P.T), program.A.dense(values.A.T)
-        P, A = (np.broadcast_to(M, (B,) + M.shape[1:]) for M in (P, A))
+        # P and A given once for the batch when θ does not move them (the method shares them)
+        Pv, Av = (v if pattern.depends_on_parameters else v[:1] for pattern, v in
+                  ((program.P, values.P.T), (program.A, values.A.T)))
+        P, A = program.P.symmetric_dense(Pv), program.A.dense(Av)
         raws, derivative = solve_dense(P, values.c.T, A, values.b.T, program.cones,
                                        self.options(opts), program=program)
         for raw in raws:
@@ -58,7 +59,8 @@ class NativeAdapter(SolverAdapter):
 
 
 def solve_dense(P, c, A, b, dims, opts, program=None):
-    """The batched method on dense NumPy data P (B, n, n), c (B, n), A (B, m, n), b (B, m):
+    """The batched method on dense NumPy data P (B, n, n), c (B, n), A (B, m, n), b (B, m)
+    (P and A may be (1, ·, ·), shared by the batch):
     (raw solutions, their ``ProgramDerivative`` when ``program`` is given, else None).
     (An infeasible or unbounded element diverges; its overflow is expected, not reported.)"""
     ops = fastest_cpu()
