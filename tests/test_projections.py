@@ -109,3 +109,73 @@ def test_psd_projection_clips_eigenvalues():
     out = project(svec, ConeDims(psd=(4,)))
     np.testing.assert_allclose(out, expected[cols, rows] * np.where(rows == cols, 1, np.sqrt(2)),
                                atol=1e-12)
+
+
+# -------------------------------------------------------------- exponential cone, batched
+def exp_points(count: int) -> np.ndarray:
+    """Rows all over R³ at mixed scales, with a share whose projection is on the face
+    {x ≤ 0, y = 0, z ≥ 0} (x, y < 0) and a share next to the smooth boundary."""
+    V = rng.normal(size=(count, 3)) * np.exp(rng.normal(size=(count, 1)))
+    face = slice(0, count // 4)
+    V[face, :2] = -np.abs(V[face, :2])
+    return V
+
+
+def assert_moreau(V, P):
+    """Π(v) = p for every row: p ∈ K, v − p ∈ K°, ⟨p, v − p⟩ = 0 (to rounding)."""
+    exp_only = ConeDims(exp=1)
+    for v, p in zip(V, P, strict=True):
+        scale = max(1.0, np.abs(v).max())
+        nudged = p + 1e-9 * scale * interior(exp_only, False)
+        assert violations(nudged, exp_only, dual=False) == 0.0
+        polar = -(v - p) + 1e-9 * scale * interior(exp_only, True)   # −(v − p) ∈ K*
+        assert violations(polar, exp_only, dual=True) == 0.0
+        assert abs(p @ (v - p)) <= 1e-9 * scale ** 2
+
+
+def test_exp_projection_batched_satisfies_moreau_including_the_face():
+    from diffdsl.cones.projections import exp_project
+    V = exp_points(400)
+    P = exp_project(V)
+    assert_moreau(V, P)
+    assert (P[:100, 1] == 0).mean() > 0.5          # the face rows mostly land on the face
+
+
+def test_exp_projection_from_any_start_gives_the_same_projection(monkeypatch):
+    """Starting Newton from a previous projection (a refinement's sequence of nearby
+    points) gives the cold answer; a start far off, or none (NaN), falls back to the
+    search; the search is skipped for rows whose start is certified."""
+    from diffdsl.cones import projections
+    V = exp_points(400)
+    cold = projections.exp_project(V)
+    moved = V + 1e-7 * rng.normal(size=V.shape)
+    reference = projections.exp_project(moved)
+    far = projections.exp_project(5 * rng.normal(size=V.shape))
+    none = np.full(V.shape, np.nan)
+    searched = []
+    boundary = projections._exp_boundary
+    monkeypatch.setattr(projections, "_exp_boundary",
+                        lambda W: searched.append(len(W)) or boundary(W))
+    for guess in (cold, far, none):
+        searched.clear()
+        out = projections.exp_project(moved, guess)
+        np.testing.assert_allclose(out, reference, atol=1e-12 * np.abs(V).max())
+        if guess is cold:      # certified from its start: all but rows that crossed from
+            assert sum(searched) <= 4          # the face (y = 0, no start) to y > 0
+    assert_moreau(moved, reference)
+
+
+@pytest.mark.parametrize("name", ["exp", "pow"])
+def test_degeneracy_counts_classify_each_cone(name):
+    """degenerate_count on z = y − s against the cone definitions: z in K* is active
+    (y = Π_K*(z) = z), z in −K is inactive (y = 0, only the slack s = −z is nonzero),
+    z = 0 is degenerate."""
+    from diffdsl.cones.projections import degenerate_count
+    one = ConeDims(exp=1) if name == "exp" else ConeDims(pow=(0.3,))
+    for points, key in [(members(one, True, 5), "active"),
+                        (-members(one, False, 5), "inactive")]:
+        for z in points:
+            assert violations(-z if key == "inactive" else z, one, dual=key == "active") == 0
+            counts = degenerate_count(z, one)
+            assert counts[key] == 1, (key, z, counts)
+    assert degenerate_count(np.zeros(3), one)["degenerate"] == 1

@@ -15,6 +15,7 @@ through ``degenerate`` counts.
 from __future__ import annotations
 
 import collections
+import functools
 import threading
 
 import numpy as np
@@ -46,23 +47,37 @@ class BlockDiagonal:
     def __init__(self, parts: list[np.ndarray]) -> None:
         self.parts = parts      # each: 1-d array (a diagonal) or 2-d square block
 
+    @functools.cached_property
+    def _groups(self) -> list:
+        """(offsets, stacked blocks) per kind of part: each diagonal on its own (offsets of
+        length 1, the 1-d array), the square blocks of each size stacked (G, k, k) — so
+        the many small blocks of, say, 200 exponential cones are handled in one go."""
+        offsets = np.cumsum([0] + [len(p) for p in self.parts])[:-1]
+        out, square = [], {}
+        for i, p in enumerate(self.parts):
+            if p.ndim == 1:
+                out.append((offsets[i:i + 1], p))
+            else:
+                square.setdefault(len(p), []).append(i)
+        for members in square.values():
+            out.append((offsets[members], np.stack([self.parts[i] for i in members])))
+        return out
+
     def sparse(self) -> sp.csr_matrix:
         """The operator as one CSR matrix (built from index arrays, not block by block)."""
-        rows, cols, vals, offset = [], [], [], 0
-        for p in self.parts:
-            k = len(p)
-            if p.ndim == 1:
-                index = offset + np.arange(k)
-                rows.append(index), cols.append(index), vals.append(p)
-            else:
-                r, c = np.nonzero(p)
-                rows.append(offset + r), cols.append(offset + c), vals.append(p[r, c])
-            offset += k
         if not self.parts:
             return sp.csr_matrix((0, 0))
+        rows, cols, vals = [], [], []
+        for offsets, p in self._groups:
+            if p.ndim == 1:
+                index = offsets[0] + np.arange(len(p))
+                rows.append(index), cols.append(index), vals.append(p)
+            else:
+                g, r, c = np.nonzero(p)
+                rows.append(offsets[g] + r), cols.append(offsets[g] + c), vals.append(p[g, r, c])
+        size = sum(len(p) for p in self.parts)
         return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows),
-                                                     np.concatenate(cols))),
-                             shape=(offset, offset))
+                                                     np.concatenate(cols))), shape=(size, size))
 
     def dense(self) -> np.ndarray:
         size = sum(len(p) for p in self.parts)
@@ -85,8 +100,16 @@ class BlockDiagonal:
 
     def nonzero_lines(self) -> np.ndarray:
         """Mask of the indices k whose row or column of the operator is not all zero."""
-        return np.concatenate([p != 0 if p.ndim == 1 else (p != 0).any(0) | (p != 0).any(1)
-                               for p in self.parts]) if self.parts else np.zeros(0, bool)
+        size = sum(len(p) for p in self.parts)
+        out = np.zeros(size, bool)
+        for offsets, p in self._groups:
+            if p.ndim == 1:
+                out[offsets[0]:offsets[0] + len(p)] = p != 0
+            else:
+                k = p.shape[-1]
+                out[(offsets[:, None] + np.arange(k)).ravel()] = (
+                    (p != 0).any(1) | (p != 0).any(2)).ravel()
+        return out
 
     def __eq__(self, other) -> bool:
         return (isinstance(other, BlockDiagonal) and len(self.parts) == len(other.parts)
@@ -141,7 +164,8 @@ def _exp_project_memo(V: np.ndarray) -> np.ndarray:
         if key in _EXP_MEMO:
             _EXP_MEMO.move_to_end(key)
             return _EXP_MEMO[key].copy()
-    out = exp_project(V)
+    out = exp_project(V, _warm_guess(V))
+    _LAST_EXP.pair = (V, out)
     if 2 * V.nbytes > _EXP_MEMO_BYTES:
         return out
     with _EXP_LOCK:
@@ -156,6 +180,25 @@ def clear_exp_memo() -> None:
     """Forget remembered exponential-cone projections (benchmarks time cold runs)."""
     with _EXP_LOCK:
         _EXP_MEMO.clear()
+    _LAST_EXP.pair = None
+
+
+#: per thread, the last (V, Π(V)) computed: a Newton refinement projects a sequence of
+#: nearby points, and each projection starts Newton's method from the previous one
+_LAST_EXP = threading.local()
+WARM_RADIUS = 1e-2       # a row's previous projection is a start when within this distance
+
+
+def _warm_guess(V: np.ndarray) -> np.ndarray | None:
+    """Starting points for V's rows from the thread's last projection (NaN rows: none),
+    for rows within ``WARM_RADIUS`` (relative) of the last point projected there."""
+    last = getattr(_LAST_EXP, "pair", None)
+    if last is None or last[0].shape != V.shape:
+        return None
+    previous, projection = last
+    near = (np.linalg.norm(V - previous, axis=1)
+            <= WARM_RADIUS * (1.0 + np.linalg.norm(V, axis=1)))
+    return np.where(near[:, None], projection, np.nan)
 
 
 def _exp_rows(cones: ConeDims) -> slice:
@@ -248,19 +291,42 @@ def _exp(v, _):
     return exp_project(np.asarray(v, float)[None])[0]
 
 
-def exp_project(V: np.ndarray) -> np.ndarray:
-    """Π onto the exponential cone, row by row of V (K, 3), all rows at once: the closest
-    of v itself (inside), 0 (polar cone), the face {x ≤ 0, y = 0, z ≥ 0}, and the best
-    point s·(ρ, 1, e^ρ) of the smooth boundary — ρ by a grid over a bracket, refined by
+def exp_project(V: np.ndarray, guess: np.ndarray | None = None) -> np.ndarray:
+    """Π onto the exponential cone, row by row of V (K, 3), all rows at once: v itself
+    (inside), 0 (polar cone), the point of the face {x ≤ 0, y = 0, z ≥ 0} where Moreau's
+    conditions certify it, else the closest of that face point and the best point
+    s·(ρ, 1, e^ρ) of the smooth boundary — ρ by a grid over a bracket, refined by
     golden-section search on the grid cell (to ~1e-6), then Newton on the optimality
-    conditions (to rounding)."""
+    conditions (to rounding).
+
+    ``guess`` (K, 3), NaN where none: rows with a guess on the smooth boundary start
+    Newton's method there instead; a row keeps that answer only where it satisfies the
+    optimality conditions p − v + μ∇g(p) = 0, g(p) = 0 with μ ≥ 0 and y > 0 to rounding
+    (sufficient: the projection onto a convex set is its unique KKT point), else it takes
+    the search above."""
     V = np.asarray(V, float)
     out = np.zeros_like(V)
     inside, polar = _exp_inside(V), _exp_polar(V)
-    rest = ~inside & ~polar
+    rest = np.flatnonzero(~inside & ~polar)
     out[inside] = V[inside]
-    if rest.any():
-        out[rest] = _exp_boundary(V[rest])
+    if not rest.size:
+        return out
+    # the face point f = (min(x, 0), 0, max(z, 0)) is Π(v) exactly when v − f lies in the
+    # polar cone (Moreau: f ∈ K, v − f ∈ K°, ⟨f, v − f⟩ = 0 always holds for it)
+    W = V[rest]
+    face = np.stack([np.minimum(W[:, 0], 0.0), np.zeros(len(W)), np.maximum(W[:, 2], 0.0)],
+                    axis=1)
+    cold = ~_exp_polar(W - face)
+    out[rest[~cold]] = face[~cold]
+    if guess is not None:
+        G = guess[rest]
+        warm = np.flatnonzero(cold & np.isfinite(G).all(axis=1) & (G[:, 1] > 0))
+        if warm.size:
+            P, certified = _exp_newton(V[rest[warm]], G[warm], certify=True)
+            out[rest[warm[certified]]] = P[certified]
+            cold[warm[certified]] = False
+    if cold.any():
+        out[rest[cold]] = _exp_boundary(V[rest[cold]])
     return out
 
 
@@ -306,13 +372,12 @@ def _exp_boundary(V):
     c, d = b - golden * (b - a), a + golden * (b - a)
     fc, fd = alignment(c[:, None])[:, 0], alignment(d[:, None])[:, 0]
     for _ in range(30):                     # to ~1e-6 of the cell: Newton finishes
-        left = fc > fd
+        left = fc > fd                      # the maximum is in [a, d]: d ← c, c new
         a, b = np.where(left, a, c), np.where(left, d, b)
-        c_new = np.where(left, b - golden * (b - a), d)
-        d_new = np.where(left, c, a + golden * (b - a))
-        fc_new = np.where(left, alignment(c_new[:, None])[:, 0], fd)
-        fd_new = np.where(left, fc, alignment(d_new[:, None])[:, 0])
-        c, d, fc, fd = c_new, d_new, fc_new, fd_new
+        probe = np.where(left, b - golden * (b - a), a + golden * (b - a))
+        f = alignment(probe[:, None])[:, 0]  # one new point per row and step
+        c, d = np.where(left, probe, d), np.where(left, c, probe)
+        fc, fd = np.where(left, f, fd), np.where(left, fc, f)
     rho = (a + b) / 2
     ray = np.stack([rho, np.ones_like(rho), np.exp(rho)], axis=1)
     scale = np.sum(V * ray, axis=1) / np.sum(ray * ray, axis=1)
@@ -341,18 +406,20 @@ def _exp_kkt(mu, grad, H):
     return J
 
 
-def _exp_newton(V, P, steps: int = 20):
+def _exp_newton(V, P, steps: int = 20, certify: bool = False):
     """Newton on p − v + μ∇g(p) = 0, g(p) = y e^{x/y} − z = 0, for every row at once; a
-    row keeps its last point with y > 0 and a finite value."""
+    row keeps its last point with y > 0 and a finite value. ``certify``: also return, per
+    row, whether its point satisfies those conditions to rounding with μ ≥ 0."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         _, grad, _ = _exp_constraint(P)
         mu = np.maximum(0.0, np.sum((V - P) * grad, 1) / np.sum(grad * grad, 1))
         scale = np.maximum(1.0, np.abs(V).max(axis=1))
-        for _ in range(steps):
+        moving = np.ones(len(P), bool)      # a row whose step was refused or negligible
+        for k in range(steps + 1):          # would only repeat it: it is done
             g, grad, H = _exp_constraint(P)
             F = np.concatenate([P - V + mu[:, None] * grad, g[:, None]], axis=1)
-            going = np.abs(F).max(axis=1) >= 1e-15 * scale
-            if not going.any():
+            going = moving & (np.abs(F).max(axis=1) >= 1e-15 * scale)
+            if not going.any() or k == steps:
                 break
             J = _exp_kkt(mu, grad, H)
             ok = going & np.isfinite(J).all(axis=(1, 2)) & np.isfinite(F).all(axis=1)
@@ -364,9 +431,13 @@ def _exp_newton(V, P, steps: int = 20):
                     break
             P_new, mu_new = P + step[:, :3], mu + step[:, 3]
             accept = ok & np.isfinite(P_new).all(axis=1) & (P_new[:, 1] > 0)
+            moving = accept & (np.abs(step).max(axis=1) > 1e-16 * scale)
             P = np.where(accept[:, None], P_new, P)
             mu = np.where(accept, mu_new, mu)
-    return P
+        if not certify:
+            return P
+        return P, ((np.abs(F).max(axis=1) <= 1e-12 * scale) & (mu >= 0) & (P[:, 1] > 0)
+                   & np.isfinite(P).all(axis=1))
 
 
 def exp_jacobian(V: np.ndarray, projection: np.ndarray | None = None) -> np.ndarray:
@@ -529,11 +600,14 @@ def degenerate_count(v: np.ndarray, cones: ConeDims, tol: float = DEGENERACY_TOL
     part is nonzero), inactive (the primal slack is nonzero) or degenerate (both vanish:
     strict complementarity fails, where Π is not differentiable)."""
     counts = {"active": 0, "inactive": 0, "degenerate": 0}
+    if cones.exp:                                   # every exponential cone at once
+        for key, n in _exp_cases(v[_exp_rows(cones)].reshape(-1, 3), tol).items():
+            counts[key] += n
     i = 0
     for kind, size, param in blocks(cones):
         block = v[i:i + size]
         i += size
-        if kind == "zero":
+        if kind in ("zero", "exp"):
             continue
         if kind == "nonneg":
             scale = tol * max(1.0, np.abs(block).max(initial=0.0))
@@ -559,10 +633,18 @@ def _smooth_case(kind, v, param, tol) -> str:
         if np.any(np.abs(lam) <= scale):
             return "degenerate"
         return "active" if lam.min() > 0 else "inactive" if lam.max() < 0 else "active"
-    if kind == "exp":
-        inside, polar = bool(_exp_inside(v[None])[0]), bool(_exp_polar(-v[None])[0])
-    else:
-        inside, polar = _pow_in_cone(v, param), _pow_in_polar(-v, param)
     if np.linalg.norm(v) <= scale:
         return "degenerate"
-    return "active" if inside else "inactive" if polar else "active"
+    # Π_K*(v) = 0 exactly when v ∈ −K (the polar of K*): only the primal slack is nonzero
+    return "inactive" if _pow_in_cone(-v, param) else "active"
+
+
+def _exp_cases(V, tol) -> dict:
+    """``_smooth_case`` for the exponential-cone rows V (K, 3) of z, counted at once:
+    degenerate where ‖v‖ is below tol (relative), else inactive where v ∈ −K (the polar
+    of K*, where Π_K*(v) = 0), else active."""
+    scale = tol * np.maximum(1.0, np.abs(V).max(axis=1, initial=0.0))
+    degenerate = np.linalg.norm(V, axis=1) <= scale
+    inactive = ~degenerate & _exp_inside(-V)
+    return {"degenerate": int(degenerate.sum()), "inactive": int(inactive.sum()),
+            "active": int((~degenerate & ~inactive).sum())}

@@ -166,10 +166,15 @@ def _sparse_block(P, A, D: BlockDiagonal, D_matrix, kept, reg: float) -> sp.csc_
         top = (a_col, a_row, a_val * d[A_coo.row[on]])
         corner = (n + np.arange(k), n + np.arange(k), 1.0 - d[kept])
     else:
-        D_kept = D_matrix[kept][:, kept]
-        A_kept = sp.csr_matrix((a_val, (a_row - n, a_col)), shape=(k, n))
-        T, C = (A_kept.T @ D_kept).tocoo(), (sp.identity(k) - D_kept).tocoo()
-        top, corner = (T.row, n + T.col, T.data), (n + C.row, n + C.col, C.data)
+        # D's dropped lines are zero, so A_kᵀD_k is AᵀD on the kept columns, and D_k is D's
+        # triplets between kept lines (no sparse slicing)
+        T, C = (A.T @ D_matrix).tocoo(), D_matrix.tocoo()
+        on_T = position[T.col] >= 0
+        on_C = (position[C.row] >= 0) & (position[C.col] >= 0)
+        top = (T.row[on_T], n + position[T.col[on_T]], T.data[on_T])
+        corner = (np.concatenate([n + np.arange(k), n + position[C.row[on_C]]]),
+                  np.concatenate([n + np.arange(k), n + position[C.col[on_C]]]),
+                  np.concatenate([np.ones(k), -C.data[on_C]]))
     parts = [(P_coo.row, P_coo.col, P_coo.data), top, (a_row, a_col, -a_val), corner]
     if reg:
         parts.append((np.arange(n + k), np.arange(n + k), np.full(n + k, reg)))
