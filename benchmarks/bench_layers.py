@@ -4,7 +4,9 @@ qpth — on the same instances, with each tool's gradient error against an exact
 (the KKT system of the active set at the exact solution). Writes a PNG chart.
 
 Issue 8 targets (2 cores): dense QP n=50, m=50, p=10, B=64 — ≥10× faster than cvxpylayers
-and no slower than qpth; OptNet QP n=100, m=100, B=128 — no slower than qpth.
+and no slower than qpth; OptNet QP n=100, m=100, B=128 — no slower than qpth. The last two
+columns are forward + backward time ratios (cvxpylayers' time / this tool's, qpth's / this
+tool's): above 1 means faster than that tool.
 """
 from __future__ import annotations
 
@@ -109,19 +111,27 @@ def main() -> None:
         except ImportError:
             print(f"({module} not installed: `make bench` installs it)")
     rows = []
-    print(f"{'problem':<34} {'tool':<18} {'forward':>10} {'fwd+bwd':>10} {'grad error':>11}")
+    print(f"{'problem':<30} {'tool':<17} {'forward':>9} {'fwd+bwd':>10} {'grad error':>10} "
+          f"{'vs cvxpylayers':>14} {'vs qpth':>8}")
     for label, dims in [("dense QP n=50 m=50 p=10 B=64", (50, 50, 10, 64)),
                         ("OptNet QP n=100 m=100 B=128", (100, 100, 0, 128))]:
         Q, G, F, q, h = instance(*dims)
         g = np.random.default_rng(1).normal(size=q.shape)
         exact = reference_gradient(Q, G, F, q, h, g)
+        results = {}
         for tool, maker in tools:
             layer = maker(Q, G, F)
             layer(torch.tensor(q[:2]), torch.tensor(h[:2]))            # warm up
             f, fb, grad = measure(layer, q, h, g)
-            err = np.abs(grad - exact).max() / np.abs(exact).max()
+            results[tool] = (f, fb, np.abs(grad - exact).max() / np.abs(exact).max())
             rows.append((label, tool, f, fb))
-            print(f"{label:<34} {tool:<18} {f * 1e3:>7.1f} ms {fb * 1e3:>7.1f} ms {err:>11.1e}")
+        for tool, (f, fb, err) in results.items():
+            # fwd+bwd ratios: how many times faster than cvxpylayers / qpth this tool is
+            ratios = [f"{results[other][1] / fb:>{width - 1}.1f}×" if other in results
+                      else f"{'-':>{width}}" for other, width in (("cvxpylayers", 14),
+                                                                  ("qpth", 8))]
+            print(f"{label:<30} {tool:<17} {f * 1e3:>6.1f} ms {fb * 1e3:>7.1f} ms "
+                  f"{err:>10.1e} {ratios[0]} {ratios[1]}")
     chart(rows)
     if torch.cuda.is_available():
         gpu_section(tools)
