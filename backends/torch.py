@@ -337,11 +337,15 @@ class TorchLayer(torch.nn.Module):
         # P and A stay (1, ·, ·) when θ does not move them: the method shares them
         Pv, Av = data[0], data[2]
         c, b = (t.expand(B, t.shape[1]) for t in (data[1], data[3]))
-        index = torch.as_tensor(layout.P_index, device=device)
+        if getattr(self, "_native_device", None) != device:     # index tensors, per device
+            self._native_index = tuple(torch.as_tensor(a, device=device) for a in (
+                layout.P_index, layout.P_take, layout.A_index))
+            self._native_device = device
+        P_index, P_take, A_index = self._native_index
         P = torch.zeros(len(Pv), n * n, dtype=torch.float64, device=device).index_add(
-            1, index, Pv[:, torch.as_tensor(layout.P_take, device=device)]).reshape(-1, n, n)
+            1, P_index, Pv[:, P_take]).reshape(-1, n, n)
         A = torch.zeros(len(Av), m * n, dtype=torch.float64, device=device).index_add(
-            1, torch.as_tensor(layout.A_index, device=device), Av).reshape(-1, m, n)
+            1, A_index, Av).reshape(-1, m, n)
         if layout.unrolled:              # torch's autograd follows the iterations
             x, y, codes, _ = self._native_solve(P, c, A, b, derivative=False)
         else:
