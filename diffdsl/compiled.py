@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 from .compile.problem_canon import canonicalize_problem
+from .cones import projections
 from .diff.rules import as_rule, perturbed_vjp
 from .diff.threads import single_threaded_blas
 from .errors import DegenerateDerivativeWarning, NonUniqueSolutionWarning, ParameterValueError
@@ -536,6 +537,9 @@ class Solution:
         X, Y, S = self.x.T.copy(), self.y.T.copy(), self.s.T.copy()
         self._batch_derivative = None            # it belongs to the unrefined points
         refined = set()
+        projections.remember_dual_projections(
+            [self.y[i] - self.s[i] for i, status in enumerate(self.status) if status.is_optimal],
+            self.compiled.program.cones)
         with single_threaded_blas():
             for i, status in enumerate(self.status):
                 if status.is_optimal:

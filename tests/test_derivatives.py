@@ -381,3 +381,29 @@ def test_quasi_definite_solver_hands_singular_systems_to_lu():
     regular = QuasiDefiniteSolver(sp.bmat([[sp.eye(n), A[:1].T], [-A[:1], None]],
                                           format="csc"), n)
     assert regular.fallback is None and not regular.singular
+
+
+def test_a_nearby_factorization_solves_the_new_system_exactly():
+    """M at a point moved by a short step (an exponential-cone problem: D changes with
+    every step) solved with the previous point's factorization, refined against the new
+    M: equal to a fresh factorization's solves; from a far point it factors after all."""
+    from diffdsl.cones.projections import derivative
+    from diffdsl.diff.system import DerivativeSystem
+    r = np.random.default_rng(21)
+    y, theta = dd.Variable(6), dd.Parameter(6)
+    prob = dd.Problem(dd.Maximize(theta @ y + dd.sum(dd.entr(y))), [dd.sum(y) == 1])
+    d = prob.compile(fast_paths=False).solve(r.normal(size=6)).derivative(0)
+    cones, n = d.cones, d.n
+    v = d.z[n:]
+    D0 = derivative(v, cones, dual=True)
+    assert d.system.condition_estimate() < 1e8            # a well-posed system
+    for shift, reused in ((1e-7, True), (0.3, False)):
+        D1 = derivative(v + shift * np.abs(v) * r.normal(size=v.size), cones, dual=True)
+        near, fresh = DerivativeSystem(d.P, d.A, D0), DerivativeSystem(d.P, d.A, D1)
+        system = DerivativeSystem(d.P, d.A, D1, near=near)
+        assert system.near is near                      # same pattern: not factored
+        rhs = r.normal(size=n + v.size)
+        for transpose in (False, True):
+            np.testing.assert_allclose(system.solve(rhs, transpose),
+                                       fresh.solve(rhs, transpose), rtol=1e-9, atol=1e-12)
+        assert (system.near is near) == reused          # the far one factored after all

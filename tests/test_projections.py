@@ -179,3 +179,18 @@ def test_degeneracy_counts_classify_each_cone(name):
             counts = degenerate_count(z, one)
             assert counts[key] == 1, (key, z, counts)
     assert degenerate_count(np.zeros(3), one)["degenerate"] == 1
+
+
+def test_projections_remembered_for_a_batch_are_the_ones_computed_alone(monkeypatch):
+    """remember_dual_projections projects every element's exponential cones in one call;
+    project(v, dual=True) then returns the same values without projecting again."""
+    from diffdsl.cones import projections
+    cones = ConeDims(nonneg=2, exp=5)
+    vs = [2 * rng.normal(size=cones.size) for _ in range(4)]
+    projections.clear_exp_memo()
+    alone = [project(v, cones, dual=True) for v in vs]
+    projections.clear_exp_memo()
+    projections.remember_dual_projections(vs, cones)
+    monkeypatch.setattr(projections, "exp_project", lambda *a: pytest.fail("projected again"))
+    for v, expected in zip(vs, alone, strict=True):
+        np.testing.assert_allclose(project(v, cones, dual=True), expected, atol=1e-13)

@@ -161,19 +161,37 @@ def _exp_project_memo(V: np.ndarray) -> np.ndarray:
     V = np.ascontiguousarray(V, dtype=float)
     key = (V.shape, V.tobytes())
     with _EXP_LOCK:
-        if key in _EXP_MEMO:
+        out = _EXP_MEMO.get(key)
+        if out is not None:
             _EXP_MEMO.move_to_end(key)
-            return _EXP_MEMO[key].copy()
-    out = exp_project(V, _warm_guess(V))
+    if out is None:
+        out = exp_project(V, _warm_guess(V))
+        _remember(key, out)
     _LAST_EXP.pair = (V, out)
-    if 2 * V.nbytes > _EXP_MEMO_BYTES:
-        return out
+    return out.copy()
+
+
+def _remember(key, out: np.ndarray) -> None:
+    if 2 * out.nbytes > _EXP_MEMO_BYTES:
+        return
     with _EXP_LOCK:
         _EXP_MEMO[key] = out
         while (len(_EXP_MEMO) > _EXP_MEMO_SIZE
                or 2 * sum(v.nbytes for v in _EXP_MEMO.values()) > _EXP_MEMO_BYTES):
             _EXP_MEMO.popitem(last=False)
-    return out.copy()
+
+
+def remember_dual_projections(vs: list[np.ndarray], cones: ConeDims) -> None:
+    """Project the exponential-cone part of every v in ``vs`` onto K* in one batched call
+    and remember each answer (``project(v, cones, dual=True)`` then finds it): a batch's
+    per-element refinements start from points whose projections are computed together."""
+    if not cones.exp or not vs:
+        return
+    rows = _exp_rows(cones)
+    keys = [np.ascontiguousarray(-v[rows].reshape(-1, 3)) for v in vs[:_EXP_MEMO_SIZE]]
+    out = exp_project(np.concatenate(keys))
+    for V, P in zip(keys, np.split(out, len(keys)), strict=True):
+        _remember((V.shape, V.tobytes()), np.ascontiguousarray(P))
 
 
 def clear_exp_memo() -> None:

@@ -36,6 +36,7 @@ from .system import DerivativeSystem
 ILL_CONDITIONED = 1e10      # LU pivot ratio above which a derivative is flagged
 NOT_CONVERGED = 1e-8        # relative KKT residual (after refinement) above which it is flagged
 REFINE_STEPS = 8
+REUSE_STEP = 1e-4        # relative step after which the previous factorization still serves
 LINE_SEARCH_HALVINGS = 12
 DENSE_SYSTEM_LIMIT = 400     # n + m up to which P, A and D are held as dense arrays
 
@@ -106,9 +107,10 @@ class SolutionDerivative:
     def _derivative_of_projection(self, z: np.ndarray):
         return projections.derivative(z[self.n:], self.cones, dual=True)
 
-    def _system(self, z: np.ndarray, D=None) -> DerivativeSystem:
+    def _system(self, z: np.ndarray, D=None, near=None) -> DerivativeSystem:
         D = self._derivative_of_projection(z) if D is None else D
-        return DerivativeSystem(self.P, self.A, D, solver=self.solver, reg=self.reg)
+        return DerivativeSystem(self.P, self.A, D, solver=self.solver, reg=self.reg,
+                                near=near)
 
     def _refine(self, z: np.ndarray):
         """Damped Newton steps on R (halving the step until ‖R‖ decreases; a semismooth
@@ -135,9 +137,11 @@ class SolutionDerivative:
             D = self._derivative_of_projection(z)
             if D == system.D_blocks:
                 continue                   # same M: the factorization serves
+            # after a short step the previous factorization, refined against the new M,
+            # solves it (``DerivativeSystem``'s ``near``): no new factorization
+            system = self._system(z, D, near=system if step <= REUSE_STEP * scale else None)
             if step <= 1e-10 * scale:
-                break                      # the factorization at the previous point serves
-            system = self._system(z, D)
+                break
         self.refined_residual = r
         return z, system
 
