@@ -1,7 +1,7 @@
 """Benchmark: more of issue 8's layer rows — lasso (A and b parameters), logistic regression
-(exponential cones) and a portfolio SOCP — forward + backward in PyTorch, diffdsl against
-cvxpylayers on the same instances, diffdsl with Clarabel and (where the cones allow) its
-native batched solver. The last column is the largest difference between the
+(exponential cones), a portfolio SOCP, and a small LP — forward + backward in PyTorch,
+diffdsl against cvxpylayers on the same instances, diffdsl with Clarabel and (where the
+cones allow) its native batched solver. The last column is the largest difference between the
 two tools' gradients, relative to ours (ours are refined to ~1e-15; cvxpylayers' carry
 SCS's default accuracy)."""
 from __future__ import annotations
@@ -38,7 +38,19 @@ def portfolio(lib, n=50, k=5):
     return prob, [mu, F], w
 
 
+def lp(lib, n=50, m=100):
+    """A box-bounded LP with random inequalities (h and c parameters; h first, since an
+    LP's solution moves with h but is locally constant in c): P = 0, so the native solver
+    works in x space (50 unknowns); what solver="auto" picks for it."""
+    G = np.random.default_rng(3).normal(size=(m, n))
+    c, h, x = lib.Parameter(n), lib.Parameter(m), lib.Variable(n)
+    prob = lib.Problem(lib.Minimize(c @ x), [G @ x <= h, x >= -1, x <= 1])
+    return prob, [h, c], x
+
+
 def values(name, batch, rng):
+    if name == "lp":
+        return [np.abs(rng.normal(size=(batch, 100))) + 0.5, rng.normal(size=(batch, 50))]
     if name == "lasso":
         return [rng.normal(size=(batch, 50, 100)), rng.normal(size=(batch, 50))]
     if name == "logistic":
@@ -48,7 +60,7 @@ def values(name, batch, rng):
     return [0.1 * rng.normal(size=(batch, 50)), 0.2 * rng.normal(size=(batch, 5, 50))]
 
 
-def timed(layer, vals, weights, repeats=2):
+def timed(layer, vals, weights, repeats=3):
     """Best time of forward + backward of Σ weights ⊙ output, and the first gradient."""
     from diffdsl.cones import projections
     best, grad = np.inf, None
@@ -64,13 +76,18 @@ def timed(layer, vals, weights, repeats=2):
 
 
 def main() -> None:
+    import warnings
+
     import cvxpy as cp
     from cvxpylayers.torch import CvxpyLayer
+    # the LP batch has an element with a non-unique solution: flagged each repeat, not news
+    warnings.simplefilter("ignore", dd.DegenerateDerivativeWarning)
+    warnings.simplefilter("ignore", dd.NonUniqueSolutionWarning)
     rng = np.random.default_rng(0)
     print(f"{'problem':<16} {'solver':<10} {'diffdsl':>10} {'cvxpylayers':>12} {'ratio':>7} "
           f"{'grad diff':>10}")
     for name, build, batch in [("lasso", lasso, 32), ("logistic", logistic, 8),
-                               ("portfolio", portfolio, 32)]:
+                               ("portfolio", portfolio, 32), ("lp", lp, 64)]:
         vals = values(name, batch, rng)
         weights = None
         cprob, cparams, cvar = build(cp)

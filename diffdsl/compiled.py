@@ -341,26 +341,35 @@ def with_proximal_term(problem, rho):
 
 
 AUTO_NATIVE_SIZE = 400      # n + m up to which solver="auto" picks the dense native method
+AUTO_XSPACE_SIZE = 150      # without a definite P: n + (equality rows) up to which it does
 AUTO_FALLBACK = "clarabel"
 
 
 def choose_solver(program) -> tuple[str, str]:
     """solver="auto": (solver, why). The native batched method where it measured faster
     (docs/performance.md): zero, nonnegative and second-order cones, n + m ≤
-    AUTO_NATIVE_SIZE, and a P with a diagonal entry for every variable (so its Newton
-    systems can go to row space); Clarabel otherwise."""
+    AUTO_NATIVE_SIZE, and either a P with a diagonal entry for every variable (so its
+    Newton systems can go to row space) or at most AUTO_XSPACE_SIZE unknowns in its
+    x-space Newton systems (n plus the equality rows: small LPs); Clarabel otherwise."""
     native = get_adapter("native")
     kinds = program.cones.kinds() - native.cone_kinds
     size = program.n + program.m
     diagonal = np.unique(program.P.indices[program.P.indices == program.P.columns])
+    unknowns = program.n + program.cones.zero
     if kinds:
         return AUTO_FALLBACK, f"clarabel: {', '.join(sorted(kinds))} cones"
     if size > AUTO_NATIVE_SIZE:
         return AUTO_FALLBACK, f"clarabel: n + m = {size} > {AUTO_NATIVE_SIZE}"
-    if diagonal.size < program.n:
-        return AUTO_FALLBACK, "clarabel: P is not definite (variables without a quadratic term)"
-    return "native", (f"native: LP/QP/SOCP with n + m = {size} ≤ {AUTO_NATIVE_SIZE} and a "
-                      "full-diagonal P; elements it does not solve are solved again by clarabel")
+    if diagonal.size == program.n:
+        why = "a full-diagonal P"
+    elif unknowns <= AUTO_XSPACE_SIZE:
+        why = f"{unknowns} ≤ {AUTO_XSPACE_SIZE} unknowns in its Newton systems"
+    else:
+        return AUTO_FALLBACK, (f"clarabel: P is not definite (variables without a quadratic "
+                               f"term) and its Newton systems would have {unknowns} > "
+                               f"{AUTO_XSPACE_SIZE} unknowns")
+    return "native", (f"native: LP/QP/SOCP with n + m = {size} ≤ {AUTO_NATIVE_SIZE} and "
+                      f"{why}; elements it does not solve are solved again by clarabel")
 
 
 def solve_instance(adapter_name: str, data: ConeProgramData, options: dict,

@@ -232,7 +232,10 @@ def test_auto_picks_native_where_it_is_faster_and_says_so():
     entropic = dd.Problem(dd.Maximize(c @ y + dd.sum(dd.entr(y))), [dd.sum(y) == 1, y <= 0.5])
     assert entropic.compile(solver="auto").adapter.name == "clarabel"      # exp cones
     lp = dd.Problem(dd.Minimize(c @ y), [y >= 0, dd.sum(y) == 1])
-    assert "not definite" in lp.compile(solver="auto").auto_choice
+    assert lp.compile(solver="auto").adapter.name == "native"        # a small LP
+    z, d = dd.Variable(160), dd.Parameter(160)                        # a larger one
+    big_lp = dd.Problem(dd.Minimize(d @ z), [z >= 0, dd.sum(z) == 1])
+    assert "not definite" in big_lp.compile(solver="auto").auto_choice
 
 
 def test_auto_resolves_what_native_cannot_with_clarabel():
