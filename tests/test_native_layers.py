@@ -87,8 +87,13 @@ def test_torch_native_batched_gradients_equal_the_clarabel_layer(make):
         np.testing.assert_allclose(a, b, atol=1e-8)
 
 
+@pytest.mark.parametrize("namespace", ["hybrid", "torch"], ids=["cpu", "all torch"])
 @pytest.mark.parametrize("varies", DATA_VARIES, ids=DATA_IDS)
-def test_torch_native_per_element_P_and_A_equal_the_clarabel_layer(varies):
+def test_torch_native_per_element_P_and_A_equal_the_clarabel_layer(varies, namespace,
+                                                                    monkeypatch):
+    """Also with every array a torch tensor (the code path of a CUDA device)."""
+    import diffdsl.backends.torch as torch_backend
+    monkeypatch.setattr(torch_backend, "_native_namespace", lambda device, unrolled: namespace)
     prob, params, x, values = data_varies_case(*varies)
     grads = []
     for solver in ("native", "clarabel"):
