@@ -74,19 +74,19 @@ class NumpyArrays:
     def eye(self, n, like=None):
         return self.xp.eye(n, dtype=self.float64)
 
-    def diag_embed(self, v):
-        """(B, k) → (B, k, k) diagonal matrices."""
-        return v[..., :, None] * self.eye(v.shape[-1], v)
-
     def broadcast(self, a, shape):
         """``a`` seen with ``shape`` (a shared (1, ·) batch repeated), without copying."""
         return self.xp.broadcast_to(a, shape)
 
-    def add_diagonal(self, M, v):
-        """M + diag(v) for M (B or 1, k, k) and v (B, k) or (k,), without forming diag(v)."""
+    def add_diagonal(self, M, v, corner=None):
+        """M + diag(v) for M (B or 1, k, k) and v (B, k) or (k,), without forming diag(v);
+        ``corner`` (B, q, q), if given, is added to the bottom-right q × q block too."""
         out = np.array(self._batched(M, v), dtype=np.float64, order="C")
         k = np.arange(M.shape[-1])
         out[..., k, k] += v
+        if corner is not None:
+            q = corner.shape[-1]
+            out[..., k.size - q:, k.size - q:] += corner
         return out
 
     def _batched(self, M, v):
@@ -225,9 +225,12 @@ class TorchArrays(NumpyArrays):
     def broadcast(self, a, shape):
         return a.expand(shape)
 
-    def add_diagonal(self, M, v):
+    def add_diagonal(self, M, v, corner=None):
         out = self._batched(M, v).clone(memory_format=self.torch.contiguous_format)
         out.diagonal(dim1=-2, dim2=-1).add_(v)     # on a fresh copy: autograd follows it
+        if corner is not None:
+            q = corner.shape[-1]
+            out[..., out.shape[-1] - q:, out.shape[-1] - q:] += corner
         return out
 
     def factor(self, K):
@@ -273,9 +276,14 @@ class JaxArrays(NumpyArrays):
     def to_numpy(self, a):
         return np.asarray(a)
 
-    def add_diagonal(self, M, v):
-        k = self.xp.arange(M.shape[-1])
-        return self._batched(M, v).at[..., k, k].add(v)
+    def add_diagonal(self, M, v, corner=None):
+        size = M.shape[-1]
+        k = self.xp.arange(size)
+        out = self._batched(M, v).at[..., k, k].add(v)
+        if corner is not None:
+            q = corner.shape[-1]
+            out = out.at[..., size - q:, size - q:].add(corner)
+        return out
 
     def factor(self, K):
         return self.jax.scipy.linalg.lu_factor(K)

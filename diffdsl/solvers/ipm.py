@@ -262,10 +262,7 @@ class _KKT:
                 self.H = W.squared(me)
             diag, block = self.H
             shift = ops.cat([ops.full((me,), REGULARIZATION, P), ops.full((m - me,), 0.0, P)], 0)
-            K = ops.add_diagonal(rows.S, diag + shift)
-            if block is not None:
-                K = K + _pad(ops, block, m)
-            self.factors = ops.factor(K)
+            self.factors = ops.factor(ops.add_diagonal(rows.S, diag + shift, corner=block))
             return
         G = Ai if W is None else W.apply(Ai, inverse=True)
         K = ops.add_diagonal(P + G.mT @ G, ops.full((n,), REGULARIZATION, P))
@@ -304,14 +301,6 @@ class _KKT:
         rows = self.rows
         u = self.ops.solve(self.factors, _mv(rows.APinv, a) - c)
         return _mv(rows.Pinv, a) - _mv_t(rows.APinv, u), u
-
-
-def _pad(ops, block, m: int):
-    """A (B, q, q) block in the bottom-right corner of a (B, m, m) zero matrix."""
-    B, q = block.shape[0], block.shape[-1]
-    k = m - q
-    return ops.cat([ops.zeros((B, k, m), block),
-                    ops.cat([ops.zeros((B, q, k), block), block], 2)], 1)
 
 
 def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: int = 50,
@@ -478,14 +467,14 @@ class Derivative:
         def times_D(X):
             left = X[:, :, :k] * self.d[:, None, :]
             return left if self.Dq is None else ops.cat([left, X[:, :, k:] @ self.Dq], 2)
-        ones = ops.full((B, m - k), 1.0, x)
-        I_minus_D = ops.diag_embed(ops.cat([1.0 - self.d, ones], 1))
-        if self.Dq is not None:
-            I_minus_D = I_minus_D - _pad(ops, self.Dq, m)
+        # I − D: 1 − d on the diagonal, I − DΠ_SOC in the cones' corner
+        diagonal = ops.cat([1.0 - self.d, ops.full((B, m - k), 1.0, x)], 1)
+        corner = None if self.Dq is None else -self.Dq
         self.keep = None
         if self.rows is not None:
-            self.system = times_D(self.rows.S) + I_minus_D
+            self.system = ops.add_diagonal(times_D(self.rows.S), diagonal, corner)
         else:
+            I_minus_D = ops.add_diagonal(ops.zeros((B, m, m), x), diagonal, corner)
             self.system = ops.cat([ops.cat([ops.broadcast(P, (B, n, n)), times_D(A.mT)], 2),
                                    ops.cat([-ops.broadcast(A, (B, m, n)), I_minus_D], 2)], 1)
             self._set_aside_free_variables(times_D)
