@@ -432,8 +432,9 @@ def _exp_newton(V, P, steps: int = 20, certify: bool = False):
         _, grad, _ = _exp_constraint(P)
         mu = np.maximum(0.0, np.sum((V - P) * grad, 1) / np.sum(grad * grad, 1))
         scale = np.maximum(1.0, np.abs(V).max(axis=1))
-        moving = np.ones(len(P), bool)      # a row whose step was refused or negligible
-        for k in range(steps + 1):          # would only repeat it: it is done
+        # a row whose step was refused or negligible would only repeat it: it is done
+        moving = np.ones(len(P), bool)
+        for k in range(steps + 1):          # the last pass only evaluates F (to certify)
             g, grad, H = _exp_constraint(P)
             F = np.concatenate([P - V + mu[:, None] * grad, g[:, None]], axis=1)
             going = moving & (np.abs(F).max(axis=1) >= 1e-15 * scale)

@@ -117,7 +117,9 @@ class SolutionDerivative:
         Newton step from a point whose active set is guessed wrong can overshoot); returns
         the final point with the system to differentiate at. M depends on z only through
         D, so when a step leaves D unchanged (always, near a nondegenerate solution with
-        polyhedral cones) the factorization is reused: a well-solved LP/QP costs one."""
+        polyhedral cones) the factorization is reused: a well-solved LP/QP costs one. When D
+        moves by a short step (SOC, exponential and other smooth cones) the previous
+        factorization still serves, refined against the new M: one factorization too."""
         r = self._residual_norm(z)
         scale = 1.0 + np.linalg.norm(z)
         system = self._system(z)

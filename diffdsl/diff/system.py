@@ -135,11 +135,12 @@ class DerivativeSystem:
         reach rounding level in ``REUSE_STEPS``, M is factored here and solved directly."""
         sol = self._eliminated_solve(rhs, transpose)
         size = max(float(np.linalg.norm(rhs)), 1e-300)
-        for _ in range(REUSE_STEPS):
+        for step in range(REUSE_STEPS + 1):
             residual = rhs - self.matvec(sol, transpose)
             if np.linalg.norm(residual) <= REUSE_TOL * size:
                 return sol
-            sol = sol + self._eliminated_solve(residual, transpose)
+            if step < REUSE_STEPS:
+                sol = sol + self._eliminated_solve(residual, transpose)
         self.near = None
         self._factor()
         return self._eliminated_solve(rhs, transpose)
