@@ -73,8 +73,8 @@ class LayerCore:
     def __init__(self, problem, parameters=None, variables=None, duals=(),
                  solver: str = "clarabel", rule=None, refine: bool | None = None,
                  on_failure: str = "raise", proximal: float | None = None, **opts) -> None:
-        """``refine=None``: refine, except with solver="native", whose own last KKT
-        factorization gives the derivative for the whole batch."""
+        """``refine=None``: refine, except with solver="native", which polishes its own
+        points and factors the whole batch's derivative system there."""
         if on_failure not in ("raise", "nan"):
             raise ValueError(f"on_failure must be 'raise' or 'nan', got {on_failure!r}")
         self.on_failure = on_failure

@@ -22,7 +22,7 @@ class NumpyLayer:
     """Arguments as for ``TorchLayer``: ``problem`` (DPP), ``parameters`` (all, in call
     order), ``variables`` to return, ``duals`` (constraints whose duals follow),
     ``solver``, ``rule``, ``proximal``, ``refine`` (Newton-polish solutions; default: yes
-    except with solver="native", whose own KKT factorization gives the derivative),
+    except with solver="native", which polishes its own points and differentiates there),
     ``warm_start``, ``on_failure`` ("raise" or "nan") and solver options. Statuses are on
     ``result.solution`` (and ``result.status_codes``)."""
 

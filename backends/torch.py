@@ -247,9 +247,10 @@ class TorchLayer(torch.nn.Module):
     to return after the variables (a tuple of tensors for SOC/exp/pow constraints);
     ``solver``, ``rule``, ``proximal`` and solver options as for ``Problem.compile``;
     ``refine``: polish every solution by Newton's method before returning it (default: yes,
-    so outputs and derivatives are exact to ~1e-15 — except with solver="native", whose own
-    last KKT factorization gives the whole batch's derivative). ``warm_start=True`` reuses the
-    previous call's solution when the batch size matches (SCS, OSQP). ``on_failure``:
+    so outputs and derivatives are exact to ~1e-15 — except with solver="native", which
+    polishes its own points and factors the whole batch's derivative system there).
+    ``warm_start=True`` reuses the previous call's solution when the batch size matches
+    (SCS, OSQP). ``on_failure``:
     "raise" (``diffdsl.SolverError`` naming the failed batch elements) or "nan" (those
     elements come back NaN with zero gradients). ``return_status=True`` appends the per
     element status codes (indices into ``list(diffdsl.SolveStatus)``, 0 = optimal) to the

@@ -66,8 +66,8 @@ class RawSolution:
     iterations: int
     solve_time: float            # as the solver reports it
     wall_time: float = 0.0       # the whole adapter call: setup, solve, translation
-    #: a batched derivative the solver leaves behind (the native solver's last KKT
-    #: factorization, shared by the batch), or None
+    #: a batched derivative the solver leaves behind (the native solver's derivative
+    #: system factored at its polished points, shared by the batch), or None
     derivative: object = None
 
 
