@@ -51,19 +51,20 @@ class NumpyArrays:
     def abs(self, a):
         return self.xp.abs(a)
 
+    # (the axis is passed by position: NumPy's ``axis`` is PyTorch's ``dim``)
     def sum(self, a, axis):
-        return self.xp.sum(a, axis=axis)
+        return self.xp.sum(a, axis)
 
     def amax(self, a, axis, empty=0.0):
         """Largest entry along ``axis`` (``empty`` when the axis has no entries)."""
         if a.shape[axis] == 0:
             return self.full(a.shape[:axis] + a.shape[axis + 1:], empty, a)
-        return self.xp.max(a, axis=axis)
+        return self.xp.amax(a, axis)
 
     def amin(self, a, axis, empty=np.inf):
         if a.shape[axis] == 0:
             return self.full(a.shape[:axis] + a.shape[axis + 1:], empty, a)
-        return self.xp.min(a, axis=axis)
+        return self.xp.amin(a, axis)
 
     def full(self, shape, value, like):
         return self.xp.full(shape, value, dtype=self.float64)
@@ -205,19 +206,6 @@ class TorchArrays(NumpyArrays):
 
     def minimum(self, a, b):
         return self.torch.minimum(a, self._t(b, a))
-
-    def sum(self, a, axis):
-        return a.sum(dim=axis)
-
-    def amax(self, a, axis, empty=0.0):
-        if a.shape[axis] == 0:
-            return self.full(a.shape[:axis] + a.shape[axis + 1:], empty, a)
-        return a.amax(dim=axis)
-
-    def amin(self, a, axis, empty=np.inf):
-        if a.shape[axis] == 0:
-            return self.full(a.shape[:axis] + a.shape[axis + 1:], empty, a)
-        return a.amin(dim=axis)
 
     def cat(self, arrays, axis):
         return self.torch.cat(arrays, dim=axis)
