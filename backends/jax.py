@@ -294,19 +294,21 @@ class JaxLayer:
                 return x, y, s, codes_of(status)
             return jax.jit(unrolled)
 
-        @jax.custom_jvp
-        def native_map(P, c, A, b):
+        def polished(P, c, A, b):
+            """(x, y, s, codes) at the polished points, and the derivative factored there."""
             cones, x, y, s, status = solve(P, c, A, b, handoff=ipm.HANDOFF)
             d = ipm.Derivative(ops, cones, P, A, x, y, s, row_space(P, A))
             x, y, s = d.polish(c, b)
-            return x, y, s, codes_of(ipm.polished_status(ops, status, d.exact))
+            return (x, y, s, codes_of(ipm.polished_status(ops, status, d.exact))), d
+
+        @jax.custom_jvp
+        def native_map(P, c, A, b):
+            return polished(P, c, A, b)[0]
 
         @native_map.defjvp
         def native_map_jvp(primals, tangents):
             P, c, A, b = primals
-            x, y, s, codes = native_map(P, c, A, b)
-            d = ipm.Derivative(ops, ipm.Cones.of(ops, layout.cones), P, A, x, y, s,
-                                row_space(P, A))
+            (x, y, s, codes), d = polished(P, c, A, b)   # the polish's factorization serves
             ok = (codes <= 1)[:, None]
             dP, dc, dA, db = tangents
             n = x.shape[-1]
