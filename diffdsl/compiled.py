@@ -421,7 +421,7 @@ class Solution:
         self.iterations = np.array([r.iterations for r in raws])
         self.solve_time = np.array([r.solve_time for r in raws])
         self.solver_wall_time = np.array([r.wall_time for r in raws])
-        #: a batched derivative the solver left (native: its last KKT factorization)
+        #: a batched derivative the solver left (native: factored at its polished points)
         shared = raws[0].derivative if raws else None
         self._batch_derivative = shared if shared is not None and all(
             r.derivative is shared for r in raws) else None
@@ -546,9 +546,9 @@ class Solution:
         X, Y, S = self.x.T.copy(), self.y.T.copy(), self.s.T.copy()
         self._batch_derivative = None            # it belongs to the unrefined points
         refined = set()
-        projections.remember_dual_projections(
-            [self.y[i] - self.s[i] for i, status in enumerate(self.status) if status.is_optimal],
-            self.compiled.program.cones)
+        optimal = [status.is_optimal for status in self.status]
+        projections.remember_dual_projections((self.y - self.s)[optimal],
+                                              self.compiled.program.cones)
         with single_threaded_blas():
             for i, status in enumerate(self.status):
                 if status.is_optimal:

@@ -181,11 +181,12 @@ def _remember(key, out: np.ndarray) -> None:
             _EXP_MEMO.popitem(last=False)
 
 
-def remember_dual_projections(vs: list[np.ndarray], cones: ConeDims) -> None:
-    """Project the exponential-cone part of every v in ``vs`` onto K* in one batched call
-    and remember each answer (``project(v, cones, dual=True)`` then finds it): a batch's
-    per-element refinements start from points whose projections are computed together."""
-    if not cones.exp or not vs:
+def remember_dual_projections(vs, cones: ConeDims) -> None:
+    """Project the exponential-cone part of every v in ``vs`` (vectors, or the rows of an
+    array) onto K* in one batched call and remember each answer (``project(v, cones,
+    dual=True)`` then finds it): a batch's per-element refinements start from points whose
+    projections are computed together."""
+    if not cones.exp or not len(vs):
         return
     rows = _exp_rows(cones)
     keys = [np.ascontiguousarray(-v[rows].reshape(-1, 3)) for v in vs[:_EXP_MEMO_SIZE]]
