@@ -25,6 +25,14 @@ def finite(expr) -> bool:
     return True
 
 
+def random_problems(seeds=range(400)):
+    """(seed, problem, corpus) for every seed that produced a problem."""
+    for seed in seeds:
+        made = random_problem(seed)
+        if made is not None:
+            yield (seed, *made)
+
+
 def random_problem(seed: int, max_depth: int = 3):
     """A (problem, corpus) pair, or None when no feasible instance came out of this seed."""
     c = Corpus(seed, max_depth=max_depth)

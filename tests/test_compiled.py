@@ -10,7 +10,7 @@ import pytest
 import diffdsl as dd
 from cone_membership import violations
 from cvxpy_twin import Twin
-from problem_corpus import random_problem
+from problem_corpus import random_problems
 
 rng = np.random.default_rng(3)
 
@@ -26,11 +26,7 @@ def lasso(n=6, m=10):
 def test_parametric_map_matches_cvxpy_at_new_parameter_values():
     """Compile once; at fresh θ the solution matches CVXPY re-solving the twin."""
     checked = 0
-    for seed in range(400):
-        made = random_problem(seed)
-        if made is None:
-            continue
-        problem, corpus = made
+    for seed, problem, corpus in random_problems():
         if not problem.parameters() or not problem.is_dpp():
             continue
         compiled = problem.compile()

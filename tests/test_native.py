@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import diffdsl as dd
-from problem_corpus import random_problem
+from problem_corpus import random_problems
 
 rng = np.random.default_rng(31)
 
@@ -44,11 +44,7 @@ def test_lp_vertex_matches_clarabel():
 
 def test_random_lp_qp_corpus_matches_clarabel():
     compared = 0
-    for seed in range(400):
-        made = random_problem(seed)
-        if made is None:
-            continue
-        prob, _ = made
+    for seed, prob, _ in random_problems():
         dpp = prob.is_dpp()
         try:
             native = dd.CompiledProblem(prob, solver="native", parameters_as_constants=not dpp)

@@ -10,7 +10,7 @@ import pytest
 
 import diffdsl as dd
 from cvxpy_twin import Twin
-from problem_corpus import random_problem
+from problem_corpus import random_problems
 
 SEEDS = range(520)
 TIGHT = {"clarabel": dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10),
@@ -34,11 +34,7 @@ def solve_twin(twin, solver: str) -> bool:
 def instances():
     """(seed, problem, CVXPY twin solved tightly) for every seed CVXPY can solve."""
     out = []
-    for seed in SEEDS:
-        made = random_problem(seed)
-        if made is None:
-            continue
-        problem, _ = made
+    for seed, problem, _ in random_problems(SEEDS):
         twin = Twin().problem(problem)
         if solve_twin(twin, "clarabel"):
             out.append((seed, problem, twin))
