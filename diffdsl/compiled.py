@@ -548,7 +548,7 @@ class Solution:
         refined = set()
         optimal = [status.is_optimal for status in self.status]
         projections.remember_dual_projections((self.y - self.s)[optimal],
-                                              self.compiled.program.cones)
+                                              self.compiled.program.cones, self.s[optimal])
         with single_threaded_blas():
             for i, status in enumerate(self.status):
                 if status.is_optimal:

@@ -194,3 +194,49 @@ def test_projections_remembered_for_a_batch_are_the_ones_computed_alone(monkeypa
     monkeypatch.setattr(projections, "exp_project", lambda *a: pytest.fail("projected again"))
     for v, expected in zip(vs, alone, strict=True):
         np.testing.assert_allclose(project(v, cones, dual=True), expected, atol=1e-13)
+
+
+def test_remembered_projections_start_from_the_solvers_slacks(monkeypatch):
+    """For v = y − s at an exact solution, Π_K(−v) = s (Moreau): started there, the batched
+    projection is certified without the search and equals the cold one."""
+    from diffdsl.cones import projections
+    cones = ConeDims(nonneg=2, exp=40)
+    vs = 2 * rng.normal(size=(3, cones.size))
+    projections.clear_exp_memo()
+    ys = np.array([project(v, cones, dual=True) for v in vs])
+    projections.clear_exp_memo()
+    searched = []
+    boundary = projections._exp_boundary
+    monkeypatch.setattr(projections, "_exp_boundary",
+                        lambda W: searched.append(len(W)) or boundary(W))
+    projections.remember_dual_projections(vs, cones, slacks=ys - vs)
+    assert sum(searched) == 0
+    monkeypatch.setattr(projections, "exp_project", lambda *a: pytest.fail("projected again"))
+    for v, y in zip(vs, ys, strict=True):
+        np.testing.assert_allclose(project(v, cones, dual=True), y, atol=1e-12)
+
+
+def test_block_diagonal_groups_place_each_block_at_its_offset():
+    """Blocks given out of order with offsets (as the exponential cones' group is added)
+    and blocks given in order describe the same operator: dense, sparse, diagonal,
+    nonzero lines and the blocks in order agree with scipy's block_diag."""
+    import scipy.sparse as sp
+
+    from diffdsl.cones.projections import BlockDiagonal
+    parts = [np.array([1.0, 0.0]), rng.normal(size=(3, 3)), np.zeros((3, 3)),
+             np.array([2.0]), rng.normal(size=(2, 2))]
+    in_order = BlockDiagonal.of(parts)
+    order = [4, 0, 2, 1, 3]
+    offsets = np.cumsum([0] + [len(p) for p in parts])[:-1]
+    placed = BlockDiagonal.of([parts[i] for i in order], offsets[order], 11)
+    reference = sp.block_diag([np.diag(p) if p.ndim == 1 else p for p in parts]).toarray()
+    for D in (in_order, placed):
+        np.testing.assert_array_equal(D.dense(), reference)
+        np.testing.assert_array_equal(D.sparse().toarray(), reference)
+        np.testing.assert_array_equal(D.nonzero_lines(),
+                                      (reference != 0).any(0) | (reference != 0).any(1))
+        assert D.diagonal() is None
+        for a, b in zip(D.parts, parts, strict=True):
+            np.testing.assert_array_equal(a, b)
+    diagonal = BlockDiagonal.of([np.array([1.0, 0.0]), np.array([3.0])])
+    np.testing.assert_array_equal(diagonal.diagonal(), [1.0, 0.0, 3.0])

@@ -15,7 +15,6 @@ through ``degenerate`` counts.
 from __future__ import annotations
 
 import collections
-import functools
 import threading
 
 import numpy as np
@@ -42,67 +41,84 @@ def blocks(cones: ConeDims) -> list[tuple[str, int, object]]:
 
 
 class BlockDiagonal:
-    """A block-diagonal linear operator given by its dense blocks (or diagonals)."""
+    """A block-diagonal linear operator, held as groups ``(offsets, blocks)``: a diagonal
+    (offsets of length 1, a 1-d array), or square blocks of one size stacked (G, k, k) with
+    their G offsets — so the many small blocks of, say, 200 exponential cones are handled
+    in one go."""
 
-    def __init__(self, parts: list[np.ndarray]) -> None:
-        self.parts = parts      # each: 1-d array (a diagonal) or 2-d square block
+    def __init__(self, groups: list, size: int) -> None:
+        self.groups, self.size = groups, int(size)
 
-    @functools.cached_property
-    def _groups(self) -> list:
-        """(offsets, stacked blocks) per kind of part: each diagonal on its own (offsets of
-        length 1, the 1-d array), the square blocks of each size stacked (G, k, k) — so
-        the many small blocks of, say, 200 exponential cones are handled in one go."""
-        offsets = np.cumsum([0] + [len(p) for p in self.parts])[:-1]
-        out, square = [], {}
-        for i, p in enumerate(self.parts):
+    @classmethod
+    def of(cls, parts: list[np.ndarray], offsets=None, size: int | None = None
+           ) -> "BlockDiagonal":
+        """From blocks, each a 1-d array (a diagonal) or a square 2-d block, placed one after
+        the other or at ``offsets`` (then ``size`` is the operator's); square blocks of one
+        size are stacked into one group."""
+        if offsets is None:
+            ends = np.cumsum([0] + [len(p) for p in parts])
+            offsets, size = ends[:-1], ends[-1]
+        offsets = np.asarray(offsets, int)
+        groups, square = [], {}
+        for i, p in enumerate(parts):
             if p.ndim == 1:
-                out.append((offsets[i:i + 1], p))
+                groups.append((offsets[i:i + 1], p))
             else:
                 square.setdefault(len(p), []).append(i)
         for members in square.values():
-            out.append((offsets[members], np.stack([self.parts[i] for i in members])))
-        return out
+            groups.append((offsets[members], np.stack([parts[i] for i in members])))
+        return cls(groups, size)
+
+    @property
+    def parts(self) -> list[np.ndarray]:
+        """The blocks in order (diagonals as 1-d arrays)."""
+        located = [(offsets[0], p) for offsets, p in self.groups if p.ndim == 1]
+        located += [(o, b) for offsets, p in self.groups if p.ndim == 3
+                    for o, b in zip(offsets, p, strict=True)]
+        return [p for _, p in sorted(located, key=lambda item: item[0])]
+
+    def _entries(self):
+        """(rows, columns, values) of the operator's stored entries, group by group."""
+        for offsets, p in self.groups:
+            if p.ndim == 1:
+                index = offsets[0] + np.arange(len(p))
+                yield index, index, p
+            else:
+                k = p.shape[-1]
+                rows = (offsets[:, None, None] + np.arange(k)[:, None]).repeat(k, 2)
+                yield rows, rows.transpose(0, 2, 1), p
 
     def sparse(self) -> sp.csr_matrix:
         """The operator as one CSR matrix (built from index arrays, not block by block)."""
-        if not self.parts:
-            return sp.csr_matrix((0, 0))
-        rows, cols, vals = [], [], []
-        for offsets, p in self._groups:
-            if p.ndim == 1:
-                index = offsets[0] + np.arange(len(p))
-                rows.append(index), cols.append(index), vals.append(p)
-            else:
-                g, r, c = np.nonzero(p)
-                rows.append(offsets[g] + r), cols.append(offsets[g] + c), vals.append(p[g, r, c])
-        size = sum(len(p) for p in self.parts)
-        return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows),
-                                                     np.concatenate(cols))), shape=(size, size))
+        if not self.groups:
+            return sp.csr_matrix((self.size, self.size))
+        rows, cols, vals = zip(*((r.ravel(), c.ravel(), v.ravel())
+                                 for r, c, v in self._entries()), strict=True)
+        vals = np.concatenate(vals)
+        keep = vals != 0
+        return sp.csr_matrix((vals[keep], (np.concatenate(rows)[keep],
+                                           np.concatenate(cols)[keep])),
+                             shape=(self.size, self.size))
 
     def dense(self) -> np.ndarray:
-        size = sum(len(p) for p in self.parts)
-        out, offset = np.zeros((size, size)), 0
-        for p in self.parts:
-            k = len(p)
-            block = out[offset:offset + k, offset:offset + k]
-            if p.ndim == 1:
-                block[np.diag_indices(k)] = p
-            else:
-                block[...] = p
-            offset += k
+        out = np.zeros((self.size, self.size))
+        for rows, cols, vals in self._entries():
+            out[rows, cols] = vals
         return out
 
     def diagonal(self) -> np.ndarray | None:
         """The diagonal when every block is one (polyhedral cones), else None."""
-        if all(p.ndim == 1 for p in self.parts):
-            return np.concatenate(self.parts) if self.parts else np.zeros(0)
-        return None
+        if any(p.ndim != 1 for _, p in self.groups):
+            return None
+        out = np.zeros(self.size)
+        for offsets, p in self.groups:
+            out[offsets[0]:offsets[0] + len(p)] = p
+        return out
 
     def nonzero_lines(self) -> np.ndarray:
         """Mask of the indices k whose row or column of the operator is not all zero."""
-        size = sum(len(p) for p in self.parts)
-        out = np.zeros(size, bool)
-        for offsets, p in self._groups:
+        out = np.zeros(self.size, bool)
+        for offsets, p in self.groups:
             if p.ndim == 1:
                 out[offsets[0]:offsets[0] + len(p)] = p != 0
             else:
@@ -112,8 +128,10 @@ class BlockDiagonal:
         return out
 
     def __eq__(self, other) -> bool:
-        return (isinstance(other, BlockDiagonal) and len(self.parts) == len(other.parts)
-                and all(np.array_equal(a, b) for a, b in zip(self.parts, other.parts, strict=True)))
+        return (isinstance(other, BlockDiagonal) and self.size == other.size
+                and len(self.groups) == len(other.groups)
+                and all(np.array_equal(o1, o2) and np.array_equal(p1, p2) for (o1, p1), (o2, p2)
+                        in zip(self.groups, other.groups, strict=True)))
 
     __hash__ = None
 
@@ -135,18 +153,20 @@ def project(v: np.ndarray, cones: ConeDims, dual: bool = False) -> np.ndarray:
 
 def derivative(v: np.ndarray, cones: ConeDims, dual: bool = False) -> BlockDiagonal:
     """DΠ_K(v) (or DΠ_K*(v)) as a block-diagonal operator."""
-    exp = iter(())
+    parts, offsets, i = [], [], 0
+    for kind, size, param in blocks(cones):
+        if kind != "exp":
+            parts.append(derivative_block(kind, v[i:i + size], param, dual))
+            offsets.append(i)
+        i += size
+    D = BlockDiagonal.of(parts, offsets, len(v))   # the exponential cones: one group, below
     if cones.exp:
-        V = v[_exp_rows(cones)].reshape(-1, 3)
+        rows = _exp_rows(cones)
+        V = v[rows].reshape(-1, 3)
         W = -V if dual else V
         jac = exp_jacobian(W, _exp_project_memo(W))
-        exp = iter(np.eye(3) - jac if dual else jac)
-    parts, i = [], 0
-    for kind, size, param in blocks(cones):
-        parts.append(next(exp) if kind == "exp" else
-                     derivative_block(kind, v[i:i + size], param, dual))
-        i += size
-    return BlockDiagonal(parts)
+        D.groups.append((np.arange(rows.start, rows.stop, 3), np.eye(3) - jac if dual else jac))
+    return D
 
 
 _EXP_MEMO: collections.OrderedDict = collections.OrderedDict()
@@ -181,16 +201,19 @@ def _remember(key, out: np.ndarray) -> None:
             _EXP_MEMO.popitem(last=False)
 
 
-def remember_dual_projections(vs, cones: ConeDims) -> None:
-    """Project the exponential-cone part of every v in ``vs`` (vectors, or the rows of an
-    array) onto K* in one batched call and remember each answer (``project(v, cones,
-    dual=True)`` then finds it): a batch's per-element refinements start from points whose
-    projections are computed together."""
+def remember_dual_projections(vs, cones: ConeDims, slacks=None) -> None:
+    """Project the exponential-cone part of every v in ``vs`` (the rows of an array) onto
+    K* in one batched call and remember each answer (``project(v, cones, dual=True)`` then
+    finds it): a batch's per-element refinements start from points whose projections are
+    computed together. ``slacks``: a solver's s for v = y − s (same shape); Π_K(−v) = s
+    for an exact solution (Moreau), so Newton's method starts there (``exp_project``'s
+    ``guess``: kept only where certified)."""
     if not cones.exp or not len(vs):
         return
-    rows = _exp_rows(cones)
-    keys = [np.ascontiguousarray(-v[rows].reshape(-1, 3)) for v in vs[:_EXP_MEMO_SIZE]]
-    out = exp_project(np.concatenate(keys))
+    rows, count = _exp_rows(cones), min(len(vs), _EXP_MEMO_SIZE)
+    keys = [np.ascontiguousarray(-v[rows].reshape(-1, 3)) for v in vs[:count]]
+    guess = None if slacks is None else np.asarray(slacks)[:count, rows].reshape(-1, 3)
+    out = exp_project(np.concatenate(keys), guess)
     for V, P in zip(keys, np.split(out, len(keys)), strict=True):
         _remember((V.shape, V.tobytes()), np.ascontiguousarray(P))
 
