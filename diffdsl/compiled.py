@@ -546,16 +546,15 @@ class Solution:
         X, Y, S = self.x.T.copy(), self.y.T.copy(), self.s.T.copy()
         self._batch_derivative = None            # it belongs to the unrefined points
         refined = set()
-        optimal = [status.is_optimal for status in self.status]
-        projections.remember_dual_projections((self.y - self.s)[optimal],
-                                              self.compiled.program.cones, self.s[optimal])
+        optimal = [i for i, status in enumerate(self.status) if status.is_optimal]
         with single_threaded_blas():
-            for i, status in enumerate(self.status):
-                if status.is_optimal:
-                    d = self.derivative(i)
-                    if d.refined:                   # else the solver's answer is kept
-                        X[:, i], Y[:, i], S[:, i] = d.x, d.y, d.s
-                        refined.add(i)
+            for start in range(0, len(optimal), projections.LOCKSTEP):
+                self._derivatives_together(optimal[start:start + projections.LOCKSTEP])
+            for i in optimal:
+                d = self.derivative(i)
+                if d.refined:                       # else the solver's answer is kept
+                    X[:, i], Y[:, i], S[:, i] = d.x, d.y, d.s
+                    refined.add(i)
         self._statistics(X, Y, S)
         self._check_accuracy(refined)
         return self
@@ -600,15 +599,33 @@ class Solution:
         reg = self.rule.reg if reg is None else reg
         key = (i, solver, reg, refine)
         if key not in self._derivatives:
-            prog = self.compiled.program
-            if not self.status[i].is_optimal:
-                raise ValueError(f"element {i} has status {self.status[i].value}; its "
-                                 "derivative is not defined")
-            P, A, b, c = self.data.element(i)
             self._derivatives[key] = SolutionDerivative(
-                prog.P, P, prog.A, A, b, c, self.x[i], self.y[i], self.s[i], prog.cones,
-                solver=solver, reg=reg, refine=refine)
+                **self._derivative_arguments(i, solver, reg, refine),
+                cones=self.compiled.program.cones)
         return self._derivatives[key]
+
+    def _derivative_arguments(self, i: int, solver: str, reg: float, refine: bool) -> dict:
+        if not self.status[i].is_optimal:
+            raise ValueError(f"element {i} has status {self.status[i].value}; its "
+                             "derivative is not defined")
+        prog = self.compiled.program
+        P, A, b, c = self.data.element(i)
+        return dict(P_pattern=prog.P, P_values=P, A_pattern=prog.A, A_values=A, b=b, c=c,
+                    x=self.x[i], y=self.y[i], s=self.s[i], solver=solver, reg=reg,
+                    refine=refine)
+
+    def _derivatives_together(self, elements: list[int]) -> None:
+        """The default derivatives (``derivative(i)``) of ``elements``, refined in lockstep
+        (``SolutionDerivative.together``): the batch's cone projections are computed
+        together, starting from the solver's own slacks."""
+        from .diff.hsde import SolutionDerivative
+        cones, reg = self.compiled.program.cones, self.rule.reg
+        projections.remember_dual_projections((self.y - self.s)[elements], cones,
+                                              self.s[elements])
+        built = SolutionDerivative.together(
+            [self._derivative_arguments(i, "auto", reg, True) for i in elements], cones)
+        for i, d in zip(elements, built, strict=True):
+            self._derivatives[(i, "auto", reg, True)] = d
 
     def vjp(self, d_variables: dict, d_duals: dict | None = None, **rule) -> dict:
         """Reverse mode: {Parameter: gradient} of Σ⟨d_variables[v], v⟩ + Σ⟨d_duals[c], dual⟩,

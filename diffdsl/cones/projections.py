@@ -163,42 +163,82 @@ def derivative(v: np.ndarray, cones: ConeDims, dual: bool = False) -> BlockDiago
     if cones.exp:
         rows = _exp_rows(cones)
         V = v[rows].reshape(-1, 3)
-        W = -V if dual else V
-        jac = exp_jacobian(W, _exp_project_memo(W))
+        W = np.ascontiguousarray(-V if dual else V)
+        jac = _JACOBIANS.get(W)
+        if jac is None:
+            jac = exp_jacobian(W, _exp_project_memo(W))
         D.groups.append((np.arange(rows.start, rows.stop, 3), np.eye(3) - jac if dual else jac))
     return D
 
 
-_EXP_MEMO: collections.OrderedDict = collections.OrderedDict()
-_EXP_MEMO_SIZE = 64                  # entries
-_EXP_MEMO_BYTES = 32 * 2 ** 20       # and at most this much memory (keys and values)
-_EXP_LOCK = threading.Lock()
+class _Memo:
+    """A small LRU of arrays keyed by the bytes of an array, safe across threads."""
+
+    def __init__(self, entries: int = 64, nbytes: int = 32 * 2 ** 20) -> None:
+        self.entries, self.nbytes = entries, nbytes
+        self.store: collections.OrderedDict = collections.OrderedDict()
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def key(V: np.ndarray):
+        return V.shape, V.tobytes()
+
+    def get(self, V: np.ndarray):
+        key = self.key(V)
+        with self.lock:
+            out = self.store.get(key)
+            if out is not None:
+                self.store.move_to_end(key)
+        return out
+
+    def put(self, V: np.ndarray, value: np.ndarray) -> None:
+        value = np.ascontiguousarray(value)
+        if V.nbytes + value.nbytes > self.nbytes:
+            return
+        with self.lock:
+            self.store[self.key(V)] = value
+            while (len(self.store) > self.entries
+                   or sum(2 * a.nbytes for a in self.store.values()) > self.nbytes):
+                self.store.popitem(last=False)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.store.clear()
+
+
+#: exponential-cone projections Π(V) and Jacobians DΠ(V) by the bytes of V (K, 3): the
+#: refinement and the derivative ask for the same points several times
+_PROJECTIONS, _JACOBIANS = _Memo(), _Memo()
+#: elements a lockstep refinement handles at once (each round's points must stay in memo)
+LOCKSTEP = 16
 
 
 def _exp_project_memo(V: np.ndarray) -> np.ndarray:
-    """``exp_project`` remembered by the bytes of V (the refinement and the derivative
-    project the same points several times); a small LRU, safe across threads."""
+    """``exp_project``, remembered."""
     V = np.ascontiguousarray(V, dtype=float)
-    key = (V.shape, V.tobytes())
-    with _EXP_LOCK:
-        out = _EXP_MEMO.get(key)
-        if out is not None:
-            _EXP_MEMO.move_to_end(key)
+    out = _PROJECTIONS.get(V)
     if out is None:
         out = exp_project(V, _warm_guess(V))
-        _remember(key, out)
+        _PROJECTIONS.put(V, out)
     _LAST_EXP.pair = (V, out)
     return out.copy()
 
 
-def _remember(key, out: np.ndarray) -> None:
-    if 2 * out.nbytes > _EXP_MEMO_BYTES:
+def _exp_keys(vs, cones: ConeDims) -> list[np.ndarray]:
+    """The exponential-cone rows of −v, (K, 3), for every v: the points Π_K*(v) =
+    v + Π_K(−v) projects."""
+    rows = _exp_rows(cones)
+    return [np.ascontiguousarray(-np.asarray(v)[rows].reshape(-1, 3)) for v in vs]
+
+
+def _project_together(keys: list[np.ndarray], guesses: list) -> None:
+    """Project every key's rows in one call (Newton from the guess rows where given, NaN
+    elsewhere) and remember each answer."""
+    if not keys:
         return
-    with _EXP_LOCK:
-        _EXP_MEMO[key] = out
-        while (len(_EXP_MEMO) > _EXP_MEMO_SIZE
-               or 2 * sum(v.nbytes for v in _EXP_MEMO.values()) > _EXP_MEMO_BYTES):
-            _EXP_MEMO.popitem(last=False)
+    out = exp_project(np.concatenate(keys), np.concatenate(guesses))
+    for V, P in zip(keys, np.split(out, len(keys)), strict=True):
+        _PROJECTIONS.put(V, P)
 
 
 def remember_dual_projections(vs, cones: ConeDims, slacks=None) -> None:
@@ -210,18 +250,50 @@ def remember_dual_projections(vs, cones: ConeDims, slacks=None) -> None:
     ``guess``: kept only where certified)."""
     if not cones.exp or not len(vs):
         return
-    rows, count = _exp_rows(cones), min(len(vs), _EXP_MEMO_SIZE)
-    keys = [np.ascontiguousarray(-v[rows].reshape(-1, 3)) for v in vs[:count]]
-    guess = None if slacks is None else np.asarray(slacks)[:count, rows].reshape(-1, 3)
-    out = exp_project(np.concatenate(keys), guess)
-    for V, P in zip(keys, np.split(out, len(keys)), strict=True):
-        _remember((V.shape, V.tobytes()), np.ascontiguousarray(P))
+    count = min(len(vs), _PROJECTIONS.entries)
+    keys = _exp_keys(vs[:count], cones)
+    rows = _exp_rows(cones)
+    guesses = [np.full_like(V, np.nan) for V in keys] if slacks is None else \
+        [np.asarray(s_)[rows].reshape(-1, 3) for s_ in slacks[:count]]
+    _project_together(keys, guesses)
+
+
+def prefetch(requests: list, cones: ConeDims) -> None:
+    """Answer a round of lockstep refinement requests (``hsde.SolutionDerivative.together``)
+    in batched calls: ("project", v, v_near) — Π_K*(v), Newton starting from v_near's
+    remembered projection; ("jacobian", v, None) — DΠ_K*(v). Only the exponential cones
+    are batched (the other projections are closed forms)."""
+    if not cones.exp:
+        return
+    asked = [r for r in requests if r[0] == "project"]
+    project = [(V, near) for V, near in zip(
+        _exp_keys([r[1] for r in asked], cones),
+        [None if r[2] is None else _exp_keys([r[2]], cones)[0] for r in asked], strict=True)
+        if _PROJECTIONS.get(V) is None]
+    guesses = []
+    for V, near in project:
+        start = None if near is None else _PROJECTIONS.get(near)
+        guesses.append(np.full_like(V, np.nan) if start is None else start)
+    _project_together([V for V, _ in project], guesses)
+    jacobian = [V for V in _exp_keys([r[1] for r in requests if r[0] == "jacobian"], cones)
+                if _JACOBIANS.get(V) is None]
+    if jacobian:
+        stacked = np.concatenate(jacobian)
+        P = [_PROJECTIONS.get(V) for V in jacobian]
+        if any(p is None for p in P):
+            P = exp_project(stacked)
+        else:
+            P = np.concatenate(P)
+        out = exp_jacobian(stacked, P)
+        for V, J in zip(jacobian, np.split(out, len(jacobian)), strict=True):
+            _JACOBIANS.put(V, J)
 
 
 def clear_exp_memo() -> None:
-    """Forget remembered exponential-cone projections (benchmarks time cold runs)."""
-    with _EXP_LOCK:
-        _EXP_MEMO.clear()
+    """Forget remembered exponential-cone projections and Jacobians (benchmarks time cold
+    runs)."""
+    _PROJECTIONS.clear()
+    _JACOBIANS.clear()
     _LAST_EXP.pair = None
 
 

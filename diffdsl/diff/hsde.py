@@ -56,9 +56,10 @@ class SolutionDerivative:
 
     def __init__(self, P_pattern, P_values, A_pattern, A_values, b, c, x, y, s,
                  cones: ConeDims, solver: str = "auto", reg: float = 0.0,
-                 refine: bool = True) -> None:
+                 refine: bool = True, lockstep: bool = False) -> None:
         """``solver``: "direct" (LU), "lsmr", "gmres", or "auto" (direct up to
-        ``linear.ITERATIVE_THRESHOLD`` unknowns, LSMR above)."""
+        ``linear.ITERATIVE_THRESHOLD`` unknowns, LSMR above). ``lockstep``: leave the
+        refinement to a driver (``together``)."""
         if solver == "auto":
             solver = "direct" if len(x) + len(y) <= ITERATIVE_THRESHOLD else "lsmr"
         if solver not in ("direct", "lsmr", "gmres"):
@@ -78,17 +79,49 @@ class SolutionDerivative:
         #: ‖KKT residual‖ at the given (x, y, s) and at its projection z = (x, y − s)
         self.raw_residual = float(np.linalg.norm(np.concatenate(
             [self.P @ x + self.AT @ y + c, -(self.A @ x) + b - s])))
-        z = np.concatenate([x, y - s])
+        self.backward_residual = 0.0
+        self._building = self._build(np.concatenate([x, y - s]),
+                                     refine and not reg and solver == "direct")
+        if not lockstep:
+            for _ in self._building:      # alone: nothing to batch the requests with
+                pass
+
+    @classmethod
+    def together(cls, arguments: list[dict], cones: ConeDims) -> list["SolutionDerivative"]:
+        """``SolutionDerivative(**a, cones=cones)`` for every a in ``arguments``, refined in
+        lockstep: each round, the projections (and their Jacobians) the elements are about
+        to need are computed for all of them in one batched call
+        (``projections.prefetch``), so a batch's exponential cones are projected
+        together rather than element by element. Same results as one by one."""
+        out = [cls(**a, cones=cones, lockstep=True) for a in arguments]
+        pending = list(out)
+        while pending:
+            requests, still = [], []
+            for d in pending:
+                request = next(d._building, None)
+                if request is not None:
+                    requests.append(request)
+                    still.append(d)
+            projections.prefetch(requests, cones)
+            pending = still
+        return out
+
+    def _build(self, z: np.ndarray, refine: bool):
+        """Refine (or not) and factor the system at the final point; a generator that
+        yields, before each projection it needs, a request for ``projections.prefetch``:
+        ("project", v, v_near) for Π_K*(v) (Newton may start from v_near's projection) and
+        ("jacobian", v, None) for DΠ_K*(v)."""
+        yield ("project", z[self.n:], None)
         self.initial_residual = self.refined_residual = self._residual_norm(z)
-        if refine and not reg and solver == "direct":
-            z, self.system = self._refine(z)
+        if refine:
+            z, self.system = yield from self._refine(z)
         else:
+            yield ("jacobian", z[self.n:], None)
             self.system = self._system(z)
         self.z = z
         self.x, self.y, self.s = self._point(z)
         self.D = self.system.D
-        self.counts = projections.degenerate_count(z[self.n:], cones)
-        self.backward_residual = 0.0
+        self.counts = projections.degenerate_count(z[self.n:], self.cones)
 
     # the residual map at τ = 1 -------------------------------------------------------
     def _point(self, z: np.ndarray):
@@ -120,13 +153,15 @@ class SolutionDerivative:
         polyhedral cones) the factorization is reused: a well-solved LP/QP costs one. When D
         moves by a short step (SOC, exponential and other smooth cones) the previous
         factorization still serves, refined against the new M: one factorization too."""
-        r = self._residual_norm(z)
+        r, n = self.initial_residual, self.n
         scale = 1.0 + np.linalg.norm(z)
+        yield ("jacobian", z[n:], None)
         system = self._system(z)
         for _ in range(REFINE_STEPS):
             if r <= 1e-15 * scale:
                 break                      # (a singular M takes least-squares steps)
             direction = -system.solve(self._residual(z))
+            yield ("project", z[n:] + direction[n:], z[n:])
             for t in 0.5 ** np.arange(LINE_SEARCH_HALVINGS):
                 candidate = z + t * direction
                 r_new = self._residual_norm(candidate)
@@ -136,6 +171,7 @@ class SolutionDerivative:
                 break
             step = np.linalg.norm(candidate - z)
             z, r = candidate, r_new
+            yield ("jacobian", z[n:], None)
             D = self._derivative_of_projection(z)
             if D == system.D_blocks:
                 continue                   # same M: the factorization serves
