@@ -70,6 +70,7 @@ class CompiledProblem:
             name, self.auto_choice = choose_solver(self.program)
             self.adapter = get_adapter(name)
         self.options = self.adapter.options(opts)
+        self.explicit_options = frozenset(opts)      # what the caller set (not defaults)
         self.adapter.check_cones(self.program.cones)
         self.fast_path = None
         if fast_paths and not parameters_as_constants and not self.proximal:
@@ -183,13 +184,44 @@ class CompiledProblem:
             raws = self.adapter.solve_batch(self.program, data, options)
             if self.auto_choice is not None:
                 self._resolve_failures(raws, data, executor)
+            solution = Solution(self, raws, data, batch, options)
+        elif refine:
+            solution = self._solve_refined(data, batch, options, opts, executor, warm_start)
         else:
-            raws = self._solve_instances(data, options, executor, warm_start)
-        self._last = raws
-        solution = Solution(self, raws, data, batch, options)
+            solution = Solution(self, self._solve_instances(data, options, executor,
+                                                            warm_start), data, batch, options)
+        self._last = solution.raw
         if on_failure == "raise":
             solution.raise_failures()
         return solution.refine() if refine else solution
+
+    def _solve_refined(self, data: "ProgramValues", batch, options: dict, opts: dict,
+                       executor, warm_start: bool) -> "Solution":
+        """Solve for refinement: with the adapter's ``refining_options`` in place of its
+        default tolerances unless the caller set any (Newton makes a good answer exact in
+        a step or two, cheaper than the solver's last iterations), refined; then the
+        elements the refinement did not make exact are solved again with ``options``. The
+        returned solution's refinement reuses the derivatives already built."""
+        looser = self.adapter.refining_options
+        loose = self.adapter.options({**options, **looser})
+        if loose == options or (self.explicit_options | set(opts)) & set(looser):
+            # (tolerances the caller chose are kept as they are)
+            return Solution(self, self._solve_instances(data, options, executor, warm_start),
+                            data, batch, options)
+        raws = self._solve_instances(data, loose, executor, warm_start)
+        first = Solution(self, raws, data, batch, options).refine()
+        certified = (SolveStatus.INFEASIBLE, SolveStatus.UNBOUNDED)
+        again = [i for i, status in enumerate(first.status)
+                 if status not in certified and not first.exact(i)]
+        if not again:
+            return first
+        redone = self._solve_instances(data.take(again), options, executor, False)
+        for i, raw in zip(again, redone, strict=True):
+            raws[i] = raw
+        solution = Solution(self, raws, data, batch, options)
+        solution._derivatives = {k: d for k, d in first._derivatives.items()
+                                 if k[0] not in again}
+        return solution
 
     def _resolve_failures(self, raws: list, data: "ProgramValues", executor) -> None:
         """solver="auto": elements the native method did not solve are solved again by
@@ -280,8 +312,14 @@ class ProgramValues:
 
     def select(self, i: int) -> "ProgramValues":
         """Element i alone."""
-        P, A, b, c = self.element(i)
-        return ProgramValues(P[:, None], A[:, None], b[:, None], c[:, None], self.d[i:i + 1])
+        return self.take([i])
+
+    def take(self, elements: list[int]) -> "ProgramValues":
+        """The given elements (shared P or A stay shared)."""
+        def columns(values):
+            return values if values.shape[1] == 1 else values[:, elements]
+        return ProgramValues(columns(self.P), columns(self.A), self.b[:, elements],
+                             self.c[:, elements], self.d[elements])
 
     def instances(self, program) -> list[ConeProgramData]:
         P = [program.P.matrix(self.P[:, j]) for j in range(self.P.shape[1])]
@@ -559,6 +597,12 @@ class Solution:
         self._check_accuracy(refined)
         return self
 
+    def exact(self, i: int) -> bool:
+        """Whether element i is optimal and its refined point is a KKT point to rounding
+        (False when not refined)."""
+        d = self._derivatives.get((i, "auto", self.rule.reg, True))
+        return self.status[i].is_optimal and d is not None and d.exact
+
     def _unbatch(self, stacked):
         return stacked if self.batched else stacked[0]
 
@@ -620,6 +664,9 @@ class Solution:
         together, starting from the solver's own slacks."""
         from .diff.hsde import SolutionDerivative
         cones, reg = self.compiled.program.cones, self.rule.reg
+        elements = [i for i in elements if (i, "auto", reg, True) not in self._derivatives]
+        if not elements:
+            return
         projections.remember_dual_projections((self.y - self.s)[elements], cones,
                                               self.s[elements])
         built = SolutionDerivative.together(

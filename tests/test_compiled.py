@@ -288,3 +288,57 @@ def test_norm_bound_is_one_second_order_cone_with_cvxpys_dual():
     # d value / d r = the multiplier (envelope theorem), through the derivative of w
     g = sol.vjp({w: mu - 0.2 * sol[w]})[r]
     assert g == pytest.approx(float(bc.dual_value), rel=1e-5)
+
+
+def _entropy_problem():
+    y, theta = dd.Variable(6), dd.Parameter(6)
+    prob = dd.Problem(dd.Maximize(theta @ y + dd.sum(dd.entr(y))), [dd.sum(y) == 1])
+    return prob, y
+
+
+def _recorded_tolerances(monkeypatch):
+    """Record each adapter call's tol_feas and instance count."""
+    from diffdsl import compiled as module
+    calls = []
+    one, many = module.solve_instance, module.solve_sequence
+    monkeypatch.setattr(module, "solve_instance", lambda name, data, options, warm: (
+        calls.append((options.get("tol_feas"), 1)) or one(name, data, options, warm)))
+    monkeypatch.setattr(module, "solve_sequence", lambda name, data, options, warm: (
+        calls.append((options.get("tol_feas"), len(data))) or many(name, data, options, warm)))
+    return calls
+
+
+def test_refined_solves_run_the_solver_at_its_refining_tolerance(monkeypatch):
+    """refine=True: Clarabel stops at its ``refining_options`` (1e-7) and Newton makes the
+    answers exact; they equal the softmax closed form (the entropy-regularized argmax) to
+    rounding. A caller's own tolerance is kept as given."""
+    prob, y = _entropy_problem()
+    thetas = np.random.default_rng(5).normal(size=(4, 6))
+    softmax = np.exp(thetas) / np.exp(thetas).sum(1, keepdims=True)
+    calls = _recorded_tolerances(monkeypatch)
+    sol = prob.compile(fast_paths=False).solve(thetas, refine=True)
+    assert {tol for tol, _ in calls} == {1e-7}
+    np.testing.assert_allclose(sol[y], softmax, atol=1e-13)
+    assert all(s.value == "optimal" for s in sol.status)
+    assert np.max(sol.kkt_residual) <= 1e-12
+    calls.clear()
+    prob.compile(fast_paths=False, tol_feas=1e-8).solve(thetas, refine=True)
+    assert {tol for tol, _ in calls} == {1e-8}
+
+
+def test_elements_the_refinement_cannot_make_exact_are_solved_again_tightly(monkeypatch):
+    """An element whose refined point is not exact is solved again with the default
+    tolerances (only that element); the others keep their refined answers."""
+    from diffdsl.compiled import Solution
+    prob, y = _entropy_problem()
+    thetas = np.random.default_rng(6).normal(size=(4, 6))
+    exact = Solution.exact
+    tries = []
+    monkeypatch.setattr(Solution, "exact", lambda self, i: (
+        tries.append(i) or (i != 2 and exact(self, i))))
+    calls = _recorded_tolerances(monkeypatch)
+    sol = prob.compile(fast_paths=False).solve(thetas, refine=True)
+    assert calls[-1] == (1e-9, 1) and all(tol == 1e-7 for tol, _ in calls[:-1])
+    assert sorted(set(tries)) == [0, 1, 2, 3]
+    softmax = np.exp(thetas) / np.exp(thetas).sum(1, keepdims=True)
+    np.testing.assert_allclose(sol[y], softmax, atol=1e-13)

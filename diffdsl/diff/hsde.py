@@ -238,12 +238,15 @@ class SolutionDerivative:
         return self.system.condition_estimate()
 
     @property
+    def exact(self) -> bool:
+        """Whether the point is a KKT point to rounding (residual ≤ 1e-12 relative)."""
+        return self.refined_residual <= 1e-12 * (1.0 + np.linalg.norm(self.z))
+
+    @property
     def refined(self) -> bool:
-        """Whether the refined point is better than the solver's: exact (residual ≤ 1e-12
-        relative), or at least no worse than the given (x, y, s), whose residual leaves out
-        complementarity."""
-        exact = self.refined_residual <= 1e-12 * (1.0 + np.linalg.norm(self.z))
-        return exact or self.refined_residual <= self.raw_residual
+        """Whether the refined point is better than the solver's: exact, or at least no
+        worse than the given (x, y, s), whose residual leaves out complementarity."""
+        return self.exact or self.refined_residual <= self.raw_residual
 
     def flags(self) -> list[str]:
         """Why this derivative should not be trusted (empty when it can be)."""

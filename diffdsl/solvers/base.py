@@ -82,6 +82,9 @@ class SolverAdapter:
     default_options: dict = {}
     #: the options that set the solver's relative accuracy
     tolerance_keys: tuple[str, ...] = ()
+    #: looser defaults for answers that Newton refinement makes exact anyway (an element
+    #: it cannot make exact is solved again with ``default_options``)
+    refining_options: dict = {}
 
     def check_cones(self, cones: ConeDims) -> None:
         missing = cones.kinds() - self.cone_kinds
