@@ -73,14 +73,18 @@ class DirectSolver:
                                          check_finite=False)
         return self.lu.solve(rhs, trans="T" if transpose else "N")
 
-    def solve(self, rhs: np.ndarray, transpose: bool = False) -> np.ndarray:
-        """M⁻¹ rhs (or M⁻ᵀ rhs), refined once; least squares when M is singular."""
+    def solve(self, rhs: np.ndarray, transpose: bool = False,
+              refine: bool = True) -> np.ndarray:
+        """M⁻¹ rhs (or M⁻ᵀ rhs), refined once (``refine=False``: not — for a caller that
+        refines against another matrix anyway); least squares when M is singular."""
         if self.least_squares is not None:
             if self.dense:
                 return (self.least_squares.T if transpose else self.least_squares) @ rhs
             return self.least_squares.solve(rhs, transpose)
-        M = self.M.T if transpose else self.M
         x = self._raw(rhs, transpose)
+        if not refine:
+            return x
+        M = self.M.T if transpose else self.M
         return x + self._raw(rhs - M @ x, transpose)
 
     def condition_estimate(self) -> float:
@@ -151,9 +155,11 @@ class QuasiDefiniteSolver:
             x = x + self.ldl.solve(r)
         return x
 
-    def solve(self, rhs: np.ndarray, transpose: bool = False) -> np.ndarray:
+    def solve(self, rhs: np.ndarray, transpose: bool = False,
+              refine: bool = True) -> np.ndarray:
+        """Exact to ~1e-14 (refined against S itself) whatever ``refine`` says."""
         if self.fallback is not None:
-            return self.fallback.solve(rhs, transpose)
+            return self.fallback.solve(rhs, transpose, refine)
         return self.J * self._S_inverse(rhs) if transpose else self._S_inverse(self.J * rhs)
 
     def condition_estimate(self) -> float:
@@ -179,7 +185,9 @@ class IterativeSolver:
         self.last_residual = 0.0
         self.singular = False
 
-    def solve(self, rhs: np.ndarray, transpose: bool = False) -> np.ndarray:
+    def solve(self, rhs: np.ndarray, transpose: bool = False,
+              refine: bool = True) -> np.ndarray:
+        """To ``tol`` (``refine`` has no meaning here)."""
         M = self.M.T if transpose else self.M
         n = self.M.shape[0]
         if self.method == "lsmr":

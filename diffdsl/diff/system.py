@@ -106,15 +106,15 @@ class DerivativeSystem:
         n = self.n
         return np.concatenate([v[:n], v[n + self.kept]]), v[n + self.dropped]
 
-    def _solve_kept(self, r1: np.ndarray, transpose: bool) -> np.ndarray:
+    def _solve_kept(self, r1: np.ndarray, transpose: bool, refine: bool) -> np.ndarray:
         """M₁₁⁻¹ r₁ (or M₁₁⁻ᵀ r₁), with the free variables' entries 0."""
         if not self.free.size:
-            return self.linear.solve(r1, transpose=transpose)
+            return self.linear.solve(r1, transpose, refine)
         scale = max(np.abs(r1).max(initial=0.0), 1e-300)
         self.free_residual = max(self.free_residual,
                                  float(np.abs(r1[self.free]).max() / scale))
         out = np.zeros_like(r1)
-        out[self.active] = self.linear.solve(r1[self.active], transpose=transpose)
+        out[self.active] = self.linear.solve(r1[self.active], transpose, refine)
         return out
 
     def _join(self, v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
@@ -133,31 +133,35 @@ class DerivativeSystem:
         """Iterative refinement with the nearby factorization: each step shrinks the error
         by about ‖M₀⁻¹(M − M₀)‖ (~ the distance between the points); where it does not
         reach rounding level in ``REUSE_STEPS``, M is factored here and solved directly."""
-        sol = self._eliminated_solve(rhs, transpose)
+        # (near's own factorization is not refined against near's M: these steps refine
+        # against this M)
+        sol = self._eliminated_solve(rhs, transpose, refine=False)
         size = max(float(np.linalg.norm(rhs)), 1e-300)
         for step in range(REUSE_STEPS + 1):
             residual = rhs - self.matvec(sol, transpose)
             if np.linalg.norm(residual) <= REUSE_TOL * size:
                 return sol
             if step < REUSE_STEPS:
-                sol = sol + self._eliminated_solve(residual, transpose)
+                sol = sol + self._eliminated_solve(residual, transpose, refine=False)
         self.near = None
         self._factor()
         return self._eliminated_solve(rhs, transpose)
 
-    def _eliminated_solve(self, rhs: np.ndarray, transpose: bool) -> np.ndarray:
-        """M⁻¹ rhs through the factored M₁₁; M₂₁ = [−A_dropped, 0] is applied through A."""
+    def _eliminated_solve(self, rhs: np.ndarray, transpose: bool,
+                          refine: bool = True) -> np.ndarray:
+        """M⁻¹ rhs through the factored M₁₁; M₂₁ = [−A_dropped, 0] is applied through A.
+        ``refine``: one step of refinement against M₁₁."""
         n, r1, r2 = self.n, *self._split(rhs)
         scale = 1.0 + self.reg
         if not transpose:
-            u1 = self._solve_kept(r1, transpose=False)
+            u1 = self._solve_kept(r1, False, refine)
             return self._join(u1, (r2 + (self.A @ u1[:n])[self.dropped]) / scale)
         w2 = r2 / scale
         spread = np.zeros(self.m)
         spread[self.dropped] = w2
         r1 = r1.copy()
         r1[:n] += self.AT @ spread
-        return self._join(self._solve_kept(r1, transpose=True), w2)
+        return self._join(self._solve_kept(r1, True, refine), w2)
 
     def matvec(self, v: np.ndarray, transpose: bool = False) -> np.ndarray:
         """M v (or Mᵀ v), from P (symmetric), A and D without forming M."""
