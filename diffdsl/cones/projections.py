@@ -92,13 +92,13 @@ class BlockDiagonal:
         """The operator as one CSR matrix (built from index arrays, not block by block)."""
         if not self.groups:
             return sp.csr_matrix((self.size, self.size))
-        rows, cols, vals = zip(*((r.ravel(), c.ravel(), v.ravel())
-                                 for r, c, v in self._entries()), strict=True)
-        vals = np.concatenate(vals)
+        rows, cols, vals = (np.concatenate(x) for x in zip(
+            *((r.ravel(), c.ravel(), v.ravel()) for r, c, v in self._entries()), strict=True))
         keep = vals != 0
-        return sp.csr_matrix((vals[keep], (np.concatenate(rows)[keep],
-                                           np.concatenate(cols)[keep])),
-                             shape=(self.size, self.size))
+        rows, cols, vals = rows[keep], cols[keep], vals[keep]
+        order = np.lexsort((cols, rows))          # blocks do not overlap: no duplicates
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=self.size))])
+        return sp.csr_matrix((vals[order], cols[order], indptr), shape=(self.size, self.size))
 
     def dense(self) -> np.ndarray:
         out = np.zeros((self.size, self.size))

@@ -142,7 +142,7 @@ class SolutionDerivative:
 
     def _system(self, z: np.ndarray, D=None, near=None) -> DerivativeSystem:
         D = self._derivative_of_projection(z) if D is None else D
-        return DerivativeSystem(self.P, self.A, D, solver=self.solver, reg=self.reg,
+        return DerivativeSystem(self.P, self.A, D, solver=self.solver, reg=self.reg, AT=self.AT,
                                 near=near)
 
     def _refine(self, z: np.ndarray):
@@ -225,7 +225,7 @@ class SolutionDerivative:
         return dz_x, dy, dy - dz_y
 
     def _solution_map_adjoint(self, gx, gy, gs) -> np.ndarray:
-        return np.concatenate([gx, self.D.T @ (gy + gs) - gs])
+        return np.concatenate([gx, self.system.DT @ (gy + gs) - gs])
 
     def _record_residual(self, solution, rhs, transpose: bool) -> None:
         """‖M sol + rhs‖ / ‖rhs‖ for sol = −M⁻¹ rhs (or with Mᵀ)."""

@@ -10,6 +10,7 @@ unknowns) iterates to ≤ 1e-12 and reports the residual it reached.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -56,7 +57,7 @@ class DirectSolver:
                 self.singular = True
                 self.least_squares = IterativeSolver(self.M, "lsmr")
 
-    @property
+    @functools.cached_property
     def pivot_ratio(self) -> float:
         """max |U_ii| / min |U_ii| of the LU factors: a free lower bound on M's condition
         number (infinite when singular)."""

@@ -38,16 +38,20 @@ class DerivativeSystem:
     """M at one point, for M⁻¹ and M⁻ᵀ solves and M, Mᵀ products."""
 
     def __init__(self, P, A, D: BlockDiagonal, solver: str = "direct",
-                 reg: float = 0.0, near: "DerivativeSystem | None" = None) -> None:
-        """P and A both dense arrays (small systems: everything dense) or both sparse.
-        ``near``: the system at a nearby point with the same data; where D keeps its
-        pattern, M is not factored here — solves use near's factorization refined against
-        this M's exact products (``_refined``), falling back to a factorization here."""
+                 reg: float = 0.0, near: "DerivativeSystem | None" = None,
+                 AT=None) -> None:
+        """P and A both dense arrays (small systems: everything dense) or both sparse
+        (``AT``: A's transpose, where the caller holds it). ``near``: the system at a
+        nearby point with the same data; where D keeps its pattern, M is not factored
+        here — solves use near's factorization refined against this M's exact products
+        (``_refined``), falling back to a factorization here."""
         self.n, self.m = P.shape[0], A.shape[0]
-        self.P, self.A, self.AT, self.D_blocks, self.reg = P, A, A.T, D, reg
+        self.P, self.A, self.D_blocks, self.reg = P, A, D, reg
+        self.AT = A.T if AT is None else AT
         self.solver, self.free_residual = solver, 0.0
         dense = isinstance(P, np.ndarray)
         self.D = D.dense() if dense else D.sparse()
+        self.DT = self.D.T
         keep = D.nonzero_lines()
         self.kept, self.dropped = np.flatnonzero(keep), np.flatnonzero(~keep)
         self.near = near if near is not None and self._same_pattern(near) else None
@@ -172,7 +176,7 @@ class DerivativeSystem:
         else:
             Avx = self.A @ vx
             out = np.concatenate([self.P @ vx - self.AT @ vy,
-                                  self.D.T @ (Avx - vy) + vy])
+                                  self.DT @ (Avx - vy) + vy])
         return out + self.reg * v
 
 
