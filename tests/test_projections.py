@@ -240,3 +240,29 @@ def test_block_diagonal_groups_place_each_block_at_its_offset():
             np.testing.assert_array_equal(a, b)
     diagonal = BlockDiagonal.of([np.array([1.0, 0.0]), np.array([3.0])])
     np.testing.assert_array_equal(diagonal.diagonal(), [1.0, 0.0, 3.0])
+
+
+def test_exp_newton_system_closed_form_equals_a_dense_solve():
+    """The projection's Newton/Jacobian system [[I + μ∇²g, ∇g], [∇gᵀ, 0]], solved in
+    closed form (∇²g has rank one), equals numpy's dense solve of the 4 × 4 systems."""
+    from diffdsl.cones.projections import _exp_constraint, _exp_kkt_solve
+    K = 50
+    P = np.abs(rng.normal(size=(K, 3))) + 0.2
+    P[:, 0] = rng.normal(size=K)
+    mu = np.abs(rng.normal(size=K))
+    _, grad, hessian = _exp_constraint(P)
+    x, y = P[:, 0], P[:, 1]
+    e = np.exp(x / y)
+    H = np.zeros((K, 3, 3))                       # ∇²g of g = y e^{x/y} − z, entry by entry
+    H[:, 0, 0], H[:, 0, 1] = e / y, -e * x / y ** 2
+    H[:, 1, 0], H[:, 1, 1] = H[:, 0, 1], e * x ** 2 / y ** 3
+    J = np.zeros((K, 4, 4))
+    J[:, :3, :3] = np.eye(3) + mu[:, None, None] * H
+    J[:, :3, 3] = J[:, 3, :3] = grad
+    r = rng.normal(size=(K, 4, 2))
+    reference = np.linalg.solve(J, r)
+    dp, d_mu = _exp_kkt_solve(mu, grad, hessian, r[:, :3], r[:, 3])
+    np.testing.assert_allclose(dp, reference[:, :3], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(d_mu, reference[:, 3], rtol=1e-10, atol=1e-12)
+    dp, d_mu = _exp_kkt_solve(mu, grad, hessian, r[:, :3, 0], r[:, 3, 0])
+    np.testing.assert_allclose(dp, reference[:, :3, 0], rtol=1e-10, atol=1e-12)

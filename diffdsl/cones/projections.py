@@ -502,22 +502,38 @@ def _exp_boundary(V):
 
 
 def _exp_constraint(P):
-    """g(p) = y e^{x/y} − z, its gradient and Hessian at every row of P (y > 0)."""
+    """g(p) = y e^{x/y} − z, its gradient, and its Hessian's factor at every row of P
+    (y > 0): ∇²g = (e^{x/y}/y) u uᵀ with u = (1, −x/y, 0) — rank one."""
     x, y, z = P.T
     e = np.exp(x / y)
     grad = np.stack([e, e * (1 - x / y), -np.ones_like(e)], axis=1)
-    H = np.zeros((len(P), 3, 3))
-    H[:, 0, 0], H[:, 0, 1] = e / y, -e * x / y ** 2
-    H[:, 1, 0], H[:, 1, 1] = H[:, 0, 1], e * x ** 2 / y ** 3
-    return y * e - z, grad, H
+    u = np.stack([np.ones_like(x), -x / y, np.zeros_like(x)], axis=1)
+    return y * e - z, grad, (e / y, u)
 
 
-def _exp_kkt(mu, grad, H):
-    """[[I + μH, ∇g], [∇gᵀ, 0]] per row: the Jacobian of (p − v + μ∇g(p), g(p))."""
-    J = np.zeros((len(mu), 4, 4))
-    J[:, :3, :3] = np.eye(3) + mu[:, None, None] * H
-    J[:, :3, 3], J[:, 3, :3] = grad, grad
-    return J
+def _exp_kkt_solve(mu, grad, hessian, r_p, r_mu):
+    """Solve [[I + μ∇²g, ∇g], [∇gᵀ, 0]] (dp, dμ) = (r_p, r_mu) row by row in closed form:
+    I + μ∇²g = I + c uuᵀ (c = μ e^{x/y}/y) has the Sherman–Morrison inverse
+    I − c uuᵀ/(1 + c uᵀu), and dμ = (∇gᵀA⁻¹r_p − r_mu)/(∇gᵀA⁻¹∇g). ``r_p`` (K, 3) or
+    (K, 3, k) for k right-hand sides (``r_mu`` (K,) or (K, k)); NaN or inf where the
+    system is singular."""
+    curvature, u = hessian
+    c = mu * curvature
+    shrink = c / (1.0 + c * np.sum(u * u, 1))
+
+    def inverse(v):                                   # A⁻¹v for v (K, 3) or (K, 3, k)
+        if v.ndim == 2:
+            return v - (shrink * np.sum(u * v, 1))[:, None] * u
+        return v - (shrink[:, None] * np.einsum("ki,kij->kj", u, v))[:, None, :] * u[..., None]
+
+    w = inverse(grad)
+    gw = np.sum(grad * w, 1)
+    Ar = inverse(r_p)
+    if r_p.ndim == 2:
+        d_mu = (np.sum(grad * Ar, 1) - r_mu) / gw
+        return Ar - d_mu[:, None] * w, d_mu
+    d_mu = (np.einsum("ki,kij->kj", grad, Ar) - r_mu) / gw[:, None]
+    return Ar - w[..., None] * d_mu[:, None, :], d_mu
 
 
 def _exp_newton(V, P, steps: int = 20, certify: bool = False):
@@ -528,22 +544,24 @@ def _exp_newton(V, P, steps: int = 20, certify: bool = False):
         _, grad, _ = _exp_constraint(P)
         mu = np.maximum(0.0, np.sum((V - P) * grad, 1) / np.sum(grad * grad, 1))
         scale = np.maximum(1.0, np.abs(V).max(axis=1))
-        # a row whose step was refused or negligible would only repeat it: it is done
+        # a row whose step was refused or negligible would only repeat it; one whose
+        # residual stopped falling (at rounding level: stopped halving) is not converging
+        # from there (e.g. next to the face y = 0, where e^{x/y} under- or overflows)
         moving = np.ones(len(P), bool)
+        previous = np.full(len(P), np.inf)
         for k in range(steps + 1):          # the last pass only evaluates F (to certify)
             g, grad, H = _exp_constraint(P)
             F = np.concatenate([P - V + mu[:, None] * grad, g[:, None]], axis=1)
-            going = moving & (np.abs(F).max(axis=1) >= 1e-15 * scale)
+            size = np.abs(F).max(axis=1)
+            moving &= (size < previous) & ((size > 1e-12 * scale) | (size < 0.5 * previous))
+            previous = size
+            going = moving & (size >= 1e-15 * scale)
             if not going.any() or k == steps:
                 break
-            J = _exp_kkt(mu, grad, H)
-            ok = going & np.isfinite(J).all(axis=(1, 2)) & np.isfinite(F).all(axis=1)
-            step = np.zeros_like(F)
-            if ok.any():
-                try:
-                    step[ok] = np.linalg.solve(J[ok], -F[ok][..., None])[..., 0]
-                except np.linalg.LinAlgError:
-                    break
+            dp, d_mu = _exp_kkt_solve(mu, grad, H, -F[:, :3], -F[:, 3])
+            step = np.concatenate([dp, d_mu[:, None]], axis=1)
+            ok = going & np.isfinite(step).all(axis=1) & np.isfinite(F).all(axis=1)
+            step = np.where(ok[:, None], step, 0.0)
             P_new, mu_new = P + step[:, :3], mu + step[:, 3]
             accept = ok & np.isfinite(P_new).all(axis=1) & (P_new[:, 1] > 0)
             moving = accept & (np.abs(step).max(axis=1) > 1e-16 * scale)
@@ -576,10 +594,9 @@ def exp_jacobian(V: np.ndarray, projection: np.ndarray | None = None) -> np.ndar
     if smooth.size:
         _, grad, H = _exp_constraint(P[smooth])
         mu = np.sum((W[smooth] - P[smooth]) * grad, 1) / np.sum(grad * grad, 1)
-        J = _exp_kkt(mu, grad, H)
-        rhs = np.zeros((4, 3))
-        rhs[:3] = np.eye(3)
-        jac[smooth] = np.linalg.solve(J, np.broadcast_to(rhs, J.shape[:1] + rhs.shape))[:, :3]
+        k = len(smooth)
+        jac[smooth] = _exp_kkt_solve(mu, grad, H, np.broadcast_to(np.eye(3), (k, 3, 3)),
+                                     np.zeros((k, 3)))[0]
     out[rest] = jac
     return out
 
