@@ -202,9 +202,12 @@ class CompiledProblem:
         a step or two, cheaper than the solver's last iterations), refined; then the
         elements the refinement did not make exact are solved again with ``options``. The
         returned solution's refinement reuses the derivatives already built."""
+        from .diff.linear import ITERATIVE_THRESHOLD
         looser = self.adapter.refining_options
         loose = self.adapter.options({**options, **looser})
-        if loose == options or (self.explicit_options | set(opts)) & set(looser):
+        newton = (not self.rule.reg                  # what Solution.refine can make exact
+                  and self.program.n + self.program.m <= ITERATIVE_THRESHOLD)
+        if loose == options or not newton or (self.explicit_options | set(opts)) & set(looser):
             # (tolerances the caller chose are kept as they are)
             return Solution(self, self._solve_instances(data, options, executor, warm_start),
                             data, batch, options)
@@ -600,8 +603,12 @@ class Solution:
     def exact(self, i: int) -> bool:
         """Whether element i is optimal and its refined point is a KKT point to rounding
         (False when not refined)."""
-        d = self._derivatives.get((i, "auto", self.rule.reg, True))
+        d = self._derivatives.get(self._default_key(i))
         return self.status[i].is_optimal and d is not None and d.exact
+
+    def _default_key(self, i: int) -> tuple:
+        """``derivative(i)``'s cache key with its default arguments."""
+        return (i, "auto", self.rule.reg, True)
 
     def _unbatch(self, stacked):
         return stacked if self.batched else stacked[0]
@@ -664,7 +671,7 @@ class Solution:
         together, starting from the solver's own slacks."""
         from .diff.hsde import SolutionDerivative
         cones, reg = self.compiled.program.cones, self.rule.reg
-        elements = [i for i in elements if (i, "auto", reg, True) not in self._derivatives]
+        elements = [i for i in elements if self._default_key(i) not in self._derivatives]
         if not elements:
             return
         projections.remember_dual_projections((self.y - self.s)[elements], cones,
@@ -672,7 +679,7 @@ class Solution:
         built = SolutionDerivative.together(
             [self._derivative_arguments(i, "auto", reg, True) for i in elements], cones)
         for i, d in zip(elements, built, strict=True):
-            self._derivatives[(i, "auto", reg, True)] = d
+            self._derivatives[self._default_key(i)] = d
 
     def vjp(self, d_variables: dict, d_duals: dict | None = None, **rule) -> dict:
         """Reverse mode: {Parameter: gradient} of Σ⟨d_variables[v], v⟩ + Σ⟨d_duals[c], dual⟩,

@@ -324,6 +324,10 @@ def test_refined_solves_run_the_solver_at_its_refining_tolerance(monkeypatch):
     calls.clear()
     prob.compile(fast_paths=False, tol_feas=1e-8).solve(thetas, refine=True)
     assert {tol for tol, _ in calls} == {1e-8}
+    calls.clear()                  # a damped rule is not refined: nothing to loosen for
+    damped = dd.DerivativeRule("implicit", reg=1e-6)
+    prob.compile(fast_paths=False, rule=damped).solve(thetas, refine=True)
+    assert {tol for tol, _ in calls} == {1e-9}
 
 
 def test_elements_the_refinement_cannot_make_exact_are_solved_again_tightly(monkeypatch):
