@@ -254,7 +254,7 @@ def remember_dual_projections(vs, cones: ConeDims, slacks=None) -> None:
     keys = _exp_keys(vs[:count], cones)
     rows = _exp_rows(cones)
     guesses = [np.full_like(V, np.nan) for V in keys] if slacks is None else \
-        [np.asarray(s_)[rows].reshape(-1, 3) for s_ in slacks[:count]]
+        [np.asarray(slack)[rows].reshape(-1, 3) for slack in slacks[:count]]
     _project_together(keys, guesses)
 
 
