@@ -309,9 +309,9 @@ def _recorded_tolerances(monkeypatch):
 
 
 def test_refined_solves_run_the_solver_at_its_refining_tolerance(monkeypatch):
-    """refine=True: Clarabel stops at its ``refining_options`` (1e-7) and Newton makes the
-    answers exact; they equal the softmax closed form (the entropy-regularized argmax) to
-    rounding. A caller's own tolerance is kept as given."""
+    """refine=True: Clarabel stops at its ``refining_options`` (feasibility 1e-7, gap
+    1e-6) and Newton makes the answers exact; they equal the softmax closed form (the
+    entropy-regularized argmax) to rounding. A caller's own tolerance is kept as given."""
     prob, y = _entropy_problem()
     thetas = np.random.default_rng(5).normal(size=(4, 6))
     softmax = np.exp(thetas) / np.exp(thetas).sum(1, keepdims=True)
