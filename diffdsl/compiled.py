@@ -195,6 +195,20 @@ class CompiledProblem:
             solution.raise_failures()
         return solution.refine() if refine else solution
 
+    def refining_options(self, opts: dict | None = None) -> dict | None:
+        """The solver options a refined solve (``refine=True``) starts from: the adapter's
+        ``refining_options`` over the compiled ones (and ``opts``, a call's own) — or None
+        where it keeps those: tolerances the caller set, a damped rule or an iterative
+        derivative solver (no Newton refinement then), an adapter without looser ones."""
+        from .diff.linear import ITERATIVE_THRESHOLD
+        opts = opts or {}
+        looser = self.adapter.refining_options
+        newton = (not self.rule.reg                  # what Solution.refine can make exact
+                  and self.program.n + self.program.m <= ITERATIVE_THRESHOLD)
+        if not looser or not newton or (self.explicit_options | set(opts)) & set(looser):
+            return None
+        return self.adapter.options({**self.options, **opts, **looser})
+
     def _solve_refined(self, data: "ProgramValues", batch, options: dict, opts: dict,
                        executor, warm_start: bool) -> "Solution":
         """Solve for refinement: with the adapter's ``refining_options`` in place of its
@@ -202,13 +216,8 @@ class CompiledProblem:
         a step or two, cheaper than the solver's last iterations), refined; then the
         elements the refinement did not make exact are solved again with ``options``. The
         returned solution's refinement reuses the derivatives already built."""
-        from .diff.linear import ITERATIVE_THRESHOLD
-        looser = self.adapter.refining_options
-        loose = self.adapter.options({**options, **looser})
-        newton = (not self.rule.reg                  # what Solution.refine can make exact
-                  and self.program.n + self.program.m <= ITERATIVE_THRESHOLD)
-        if loose == options or not newton or (self.explicit_options | set(opts)) & set(looser):
-            # (tolerances the caller chose are kept as they are)
+        loose = self.refining_options(opts)
+        if loose is None:
             return Solution(self, self._solve_instances(data, options, executor, warm_start),
                             data, batch, options)
         raws = self._solve_instances(data, loose, executor, warm_start)

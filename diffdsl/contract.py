@@ -34,19 +34,28 @@ class Contract:
     rule: str
     forward_tolerances: dict
     backward: str
+    #: the forward tolerances of a refined solve (refine=True) where they differ
+    refined_tolerances: dict | None = None
 
     def __str__(self) -> str:
-        tolerances = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in self.forward_tolerances.items()) or "solver defaults"
         problem = self.problem.replace("\n", "\n" + " " * 14)
-        return "\n".join([
+        lines = [
             f"problem:      {problem}",
             f"cone program: {self.program}",
             f"solution:     {self.solution}",
             f"derivative:   {self.rule}",
-            f"forward:      {tolerances}",
-            f"backward:     {self.backward}",
-        ])
+            f"forward:      {_listed(self.forward_tolerances)}",
+        ]
+        if self.refined_tolerances:
+            lines.append(f"  refined:    {_listed(self.refined_tolerances)}, then Newton "
+                         "refinement to ~1e-15; an element it cannot make exact is solved "
+                         "again with the tolerances above")
+        return "\n".join(lines + [f"backward:     {self.backward}"])
+
+
+def _listed(options: dict) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in options.items()) or "solver defaults"
 
 
 def solution_uniqueness(compiled) -> tuple[bool | None, str]:
@@ -85,8 +94,10 @@ PER_SOLUTION = ("not implied by the problem's structure, so checked per solution
 def contract_of(compiled) -> Contract:
     from .diff.linear import DENSE_LIMIT, ITERATIVE_THRESHOLD
     unique, words = solution_uniqueness(compiled)
-    tolerances = {k: v for k, v in compiled.options.items()
-                  if any(t in k for t in ("tol", "eps", "max_iter", "abstol", "reltol"))}
+    tolerances = _tolerances(compiled.options)
+    refining = compiled.refining_options()
+    refined = None if refining is None else {
+        k: v for k, v in _tolerances(refining).items() if tolerances.get(k) != v}
     backward = ("implicit differentiation at the solution after Newton refinement of the KKT "
                 "point (to ~1e-15 where differentiable); LU of the reduced system (dense up "
                 f"to {DENSE_LIMIT} unknowns when ≥5% full, else sparse) with one step of "
@@ -117,4 +128,10 @@ def contract_of(compiled) -> Contract:
                     forward_tolerances={"solver": "closed form" if compiled.fast_path
                                         else compiled.auto_choice or compiled.adapter.name,
                                         **tolerances},
-                    backward=backward)
+                    backward=backward, refined_tolerances=None if compiled.fast_path
+                    else refined)
+
+
+def _tolerances(options: dict) -> dict:
+    return {k: v for k, v in options.items()
+            if any(t in k for t in ("tol", "eps", "max_iter", "abstol", "reltol"))}

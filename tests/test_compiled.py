@@ -316,14 +316,18 @@ def test_refined_solves_run_the_solver_at_its_refining_tolerance(monkeypatch):
     thetas = np.random.default_rng(5).normal(size=(4, 6))
     softmax = np.exp(thetas) / np.exp(thetas).sum(1, keepdims=True)
     calls = _recorded_tolerances(monkeypatch)
-    sol = prob.compile(fast_paths=False).solve(thetas, refine=True)
+    compiled = prob.compile(fast_paths=False)
+    sol = compiled.solve(thetas, refine=True)
     assert {tol for tol, _ in calls} == {1e-7}
+    assert "refined:    tol_gap_abs=1e-06" in str(compiled.contract())     # stated
     np.testing.assert_allclose(sol[y], softmax, atol=1e-13)
     assert all(s.value == "optimal" for s in sol.status)
     assert np.max(sol.kkt_residual) <= 1e-12
     calls.clear()
-    prob.compile(fast_paths=False, tol_feas=1e-8).solve(thetas, refine=True)
+    chosen = prob.compile(fast_paths=False, tol_feas=1e-8)
+    chosen.solve(thetas, refine=True)
     assert {tol for tol, _ in calls} == {1e-8}
+    assert "refined:" not in str(chosen.contract())
     calls.clear()                  # a damped rule is not refined: nothing to loosen for
     damped = dd.DerivativeRule("implicit", reg=1e-6)
     prob.compile(fast_paths=False, rule=damped).solve(thetas, refine=True)
