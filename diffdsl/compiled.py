@@ -193,7 +193,7 @@ class CompiledProblem:
         self._last = solution.raw
         if on_failure == "raise":
             solution.raise_failures()
-        return solution.refine() if refine else solution
+        return solution.refine() if refine and not solution.is_refined else solution
 
     def refining_options(self, opts: dict | None = None) -> dict | None:
         """The solver options a refined solve (``refine=True``) starts from: the adapter's
@@ -465,6 +465,7 @@ class Solution:
         #: relative KKT residual above which an "optimal" answer is reported inaccurate
         self.accuracy_threshold = max(1e-6, 100 * compiled.adapter.accuracy(self.tolerances))
         self._derivatives: dict = {}
+        self.is_refined = False               # set by refine()
         self.batched = batch is not None
         self.raw = raws
         self.status = [r.status for r in raws]
@@ -607,6 +608,7 @@ class Solution:
                     refined.add(i)
         self._statistics(X, Y, S)
         self._check_accuracy(refined)
+        self.is_refined = True
         return self
 
     def exact(self, i: int) -> bool:
