@@ -599,8 +599,7 @@ class Solution:
         refined = set()
         optimal = [i for i, status in enumerate(self.status) if status.is_optimal]
         with single_threaded_blas():
-            for start in range(0, len(optimal), projections.LOCKSTEP):
-                self._derivatives_together(optimal[start:start + projections.LOCKSTEP])
+            self._derivatives_together(optimal)
             for i in optimal:
                 d = self.derivative(i)
                 if d.refined:                       # else the solver's answer is kept
@@ -677,20 +676,21 @@ class Solution:
                     refine=refine)
 
     def _derivatives_together(self, elements: list[int]) -> None:
-        """The default derivatives (``derivative(i)``) of ``elements``, refined in lockstep
-        (``SolutionDerivative.together``): the batch's cone projections are computed
-        together, starting from the solver's own slacks."""
+        """The default derivatives (``derivative(i)``) of ``elements`` not built yet,
+        refined in lockstep (``SolutionDerivative.together``, ``projections.LOCKSTEP``
+        elements at a time): the batch's cone projections are computed together, starting
+        from the solver's own slacks, and its factorizations run on the CPU's cores."""
         from .diff.hsde import SolutionDerivative
         cones, reg = self.compiled.program.cones, self.rule.reg
         elements = [i for i in elements if self._default_key(i) not in self._derivatives]
-        if not elements:
-            return
-        projections.remember_dual_projections((self.y - self.s)[elements], cones,
-                                              self.s[elements])
-        built = SolutionDerivative.together(
-            [self._derivative_arguments(i, "auto", reg, True) for i in elements], cones)
-        for i, d in zip(elements, built, strict=True):
-            self._derivatives[self._default_key(i)] = d
+        for start in range(0, len(elements), projections.LOCKSTEP):
+            chunk = elements[start:start + projections.LOCKSTEP]
+            projections.remember_dual_projections((self.y - self.s)[chunk], cones,
+                                                  self.s[chunk])
+            built = SolutionDerivative.together(
+                [self._derivative_arguments(i, "auto", reg, True) for i in chunk], cones)
+            for i, d in zip(chunk, built, strict=True):
+                self._derivatives[self._default_key(i)] = d
 
     def vjp(self, d_variables: dict, d_duals: dict | None = None, **rule) -> dict:
         """Reverse mode: {Parameter: gradient} of Σ⟨d_variables[v], v⟩ + Σ⟨d_duals[c], dual⟩,
@@ -800,8 +800,13 @@ class Solution:
         return self.derivative(i, **rule).flags()
 
     def _check_derivatives(self, **rule) -> None:
-        """Warn once per solution about elements whose derivative is flagged, and about a
+        """Build the default derivatives of the optimal elements together (lockstep), and
+        warn once per solution about elements whose derivative is flagged, and about a
         problem whose solution need not be unique."""
+        if not rule:                       # the default derivatives: built together
+            with single_threaded_blas():
+                self._derivatives_together([i for i, status in enumerate(self.status)
+                                            if status.is_optimal])
         if getattr(self, "_warned", False):
             return
         self._warned = True

@@ -413,7 +413,7 @@ def test_lockstep_refinement_equals_one_by_one_and_projects_the_batch_together(m
     """``SolutionDerivative.together`` (Solution.refine's path) refines a batch of
     exponential-cone solutions in lockstep: the same refined points and derivatives as
     refining each alone, with each round's cone projections done in one call for the
-    batch (not one per element)."""
+    batch (not one per element) and its factorizations in one parallel round."""
     from diffdsl.cones import projections
     from diffdsl.diff.hsde import SolutionDerivative
     r = np.random.default_rng(22)
@@ -431,8 +431,13 @@ def test_lockstep_refinement_equals_one_by_one_and_projects_the_batch_together(m
     project = projections.exp_project
     monkeypatch.setattr(projections, "exp_project",
                         lambda V, guess=None: calls.append(len(V)) or project(V, guess))
+    from diffdsl.diff import hsde
+    factored, factor_together = [], hsde._factor_together
+    monkeypatch.setattr(hsde, "_factor_together", lambda systems: (
+        factored.append(sum(s.unfactored for s in systems)) or factor_together(systems)))
     together = SolutionDerivative.together(arguments, cones)
     assert 0 < len(calls) < batch and max(calls) > 3 * cones.exp   # batched rounds
+    assert max(factored) == batch          # the batch's systems factored in one round
     for a, b in zip(alone, together, strict=True):
         g = r.normal(size=a.n)
         assert b.refined_residual <= 1e-13 * (1 + np.linalg.norm(b.z))

@@ -24,7 +24,9 @@ solver's tolerance.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import os
 
 import numpy as np
 
@@ -102,7 +104,8 @@ class SolutionDerivative:
                 if request is not None:
                     requests.append(request)
                     still.append(d)
-            projections.prefetch(requests, cones)
+            _factor_together([r[1] for r in requests if r[0] == "factor"])
+            projections.prefetch([r for r in requests if r[0] != "factor"], cones)
             pending = still
         return out
 
@@ -110,7 +113,8 @@ class SolutionDerivative:
         """Refine (or not) and factor the system at the final point; a generator that
         yields, before each projection it needs, a request for ``projections.prefetch``:
         ("project", v, v_near) for Π_K*(v) (Newton may start from v_near's projection) and
-        ("jacobian", v, None) for DΠ_K*(v)."""
+        ("jacobian", v, None) for DΠ_K*(v); and ("factor", system) after building a system
+        whose factorization is still to be done (``DerivativeSystem.factor``)."""
         yield ("project", z[self.n:], None)
         self.initial_residual = self.refined_residual = self._residual_norm(z)
         if refine:
@@ -118,6 +122,7 @@ class SolutionDerivative:
         else:
             yield ("jacobian", z[self.n:], None)
             self.system = self._system(z)
+            yield ("factor", self.system)
         self.z = z
         self.x, self.y, self.s = self._point(z)
         self.D = self.system.D
@@ -157,6 +162,7 @@ class SolutionDerivative:
         scale = 1.0 + np.linalg.norm(z)
         yield ("jacobian", z[n:], None)
         system = self._system(z)
+        yield ("factor", system)
         for _ in range(REFINE_STEPS):
             if r <= 1e-15 * scale:
                 break                      # (a singular M takes least-squares steps)
@@ -178,6 +184,7 @@ class SolutionDerivative:
             # after a short step the previous factorization, refined against the new M,
             # solves it (``DerivativeSystem``'s ``near``): no new factorization
             system = self._system(z, D, near=system if step <= REUSE_STEP * scale else None)
+            yield ("factor", system)
             if step <= 1e-10 * scale:
                 break
         self.refined_residual = r
@@ -273,6 +280,24 @@ class SolutionDerivative:
         """False when strict complementarity fails (Π_K* has a kink at y − s) or the system
         is singular (the solution, or its multipliers, are not unique)."""
         return self.counts["degenerate"] == 0 and not self.system.singular
+
+
+_FACTOR_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _factor_together(systems: list[DerivativeSystem]) -> None:
+    """Factor the systems of a lockstep round that still need it, on the CPU's cores (LU
+    factorizations, dense and sparse, run without holding the GIL)."""
+    global _FACTOR_POOL
+    systems = [s for s in systems if s.unfactored]
+    workers = min(len(systems), os.cpu_count() or 1)
+    if workers < 2:
+        for s in systems:
+            s.factor()
+        return
+    if _FACTOR_POOL is None:
+        _FACTOR_POOL = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)
+    list(_FACTOR_POOL.map(DerivativeSystem.factor, systems))
 
 
 def _dense(pattern, values: np.ndarray, symmetric: bool = False) -> np.ndarray:

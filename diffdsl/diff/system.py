@@ -20,6 +20,8 @@ records the largest |r_j| met (nonzero: the equation is inconsistent and is flag
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -55,10 +57,28 @@ class DerivativeSystem:
         keep = D.nonzero_lines()
         self.kept, self.dropped = np.flatnonzero(keep), np.flatnonzero(~keep)
         self.near = near if near is not None and self._same_pattern(near) else None
+        self._linear, self._make_linear = None, None
         if self.near is not None:
-            self.free, self.active, self.linear = near.free, near.active, near.linear
+            self.free, self.active, self._linear = near.free, near.active, near.linear
         else:
             self._factor()
+
+    @property
+    def linear(self):
+        """The factored M₁₁ (``linear``'s solvers), factored on first use."""
+        if self._linear is None:
+            self._linear = self._make_linear()
+        return self._linear
+
+    @property
+    def unfactored(self) -> bool:
+        """Whether M₁₁'s factorization is still to be done (``factor`` does it; a lockstep
+        refinement factors a batch's systems in parallel)."""
+        return self._linear is None
+
+    def factor(self) -> "DerivativeSystem":
+        self.linear                                  # noqa: B018 - factors on first use
+        return self
 
     def _same_pattern(self, other: "DerivativeSystem") -> bool:
         """Same data, same eliminated lines and the same nonzero pattern of D (so the same
@@ -87,12 +107,14 @@ class DerivativeSystem:
         d = D.diagonal()
         quasi_definite = (d is not None and not isinstance(M11, np.ndarray)
                           and bool(np.all(d[self.kept] == 1.0)))
+        self._linear = None                          # factored on first use
         if solver == "direct" and quasi_definite and LDL_SOLVER:
-            self.linear = QuasiDefiniteSolver(M11, self.n - self.free.size)
+            self._make_linear = functools.partial(QuasiDefiniteSolver, M11,
+                                                  self.n - self.free.size)
         elif solver == "direct":
-            self.linear = DirectSolver(M11)
+            self._make_linear = functools.partial(DirectSolver, M11)
         else:
-            self.linear = IterativeSolver(M11, solver)
+            self._make_linear = functools.partial(IterativeSolver, M11, solver)
 
     @property
     def singular(self) -> bool:
