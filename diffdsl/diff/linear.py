@@ -121,20 +121,31 @@ class QuasiDefiniteSolver:
         M11 = sp.csc_matrix(M11)
         self.n, self.size = n, M11.shape[0]
         self.J = np.concatenate([np.ones(n), -np.ones(self.size - n)])
-        self.S = sp.csc_matrix(sp.diags(self.J) @ M11)
+        self.S = M11.copy()
+        self.S.data = self.S.data * self.J[self.S.indices]        # JM₁₁: rows scaled
         self.M = M11
-        scale = max(float(abs(self.S).max()) if self.S.nnz else 0.0, 1.0)
+        scale = max(float(np.abs(self.S.data).max(initial=0.0)), 1.0)
         self.shift = QUASI_DEFINITE_SHIFT * scale
-        K = self.S + sp.diags(self.shift * self.J)
         self.fallback = None
         try:
-            self.ldl = qdldl.Solver(sp.triu(K, format="csc"), upper=True)
+            self.ldl = qdldl.Solver(self._shifted_upper(), upper=True)
             pivots = np.abs(self.ldl.factors()[1])
         except Exception:                              # noqa: BLE001 - qdldl's own errors
             pivots = np.zeros(1)
         if self.size and not pivots.min() > 100 * self.shift:
             self.fallback = DirectSolver(M11)
         self.pivots = pivots
+
+    def _shifted_upper(self) -> sp.csc_matrix:
+        """The upper triangle of S + diag(δI, −δI), assembled from S's entries at once."""
+        S, size = self.S, self.size
+        columns = np.repeat(np.arange(size), np.diff(S.indptr))
+        upper = S.indices <= columns
+        diagonal = np.arange(size)
+        return sp.csc_matrix((np.concatenate([S.data[upper], self.shift * self.J]),
+                              (np.concatenate([S.indices[upper], diagonal]),
+                               np.concatenate([columns[upper], diagonal]))),
+                             shape=(size, size))
 
     @property
     def singular(self) -> bool:
