@@ -224,11 +224,10 @@ def _exp_project_memo(V: np.ndarray) -> np.ndarray:
     return out.copy()
 
 
-def _exp_keys(vs, cones: ConeDims) -> list[np.ndarray]:
-    """The exponential-cone rows of −v, (K, 3), for every v: the points Π_K*(v) =
-    v + Π_K(−v) projects."""
-    rows = _exp_rows(cones)
-    return [np.ascontiguousarray(-np.asarray(v)[rows].reshape(-1, 3)) for v in vs]
+def _exp_key(v, cones: ConeDims) -> np.ndarray:
+    """The exponential-cone rows of −v, (K, 3): the points Π_K*(v) = v + Π_K(−v)
+    projects."""
+    return np.ascontiguousarray(-np.asarray(v)[_exp_rows(cones)].reshape(-1, 3))
 
 
 def _project_together(keys: list[np.ndarray], guesses: list) -> None:
@@ -251,7 +250,7 @@ def remember_dual_projections(vs, cones: ConeDims, slacks=None) -> None:
     if not cones.exp or not len(vs):
         return
     count = min(len(vs), _PROJECTIONS.entries)
-    keys = _exp_keys(vs[:count], cones)
+    keys = [_exp_key(v, cones) for v in vs[:count]]
     rows = _exp_rows(cones)
     guesses = [np.full_like(V, np.nan) for V in keys] if slacks is None else \
         [np.asarray(slack)[rows].reshape(-1, 3) for slack in slacks[:count]]
@@ -265,17 +264,15 @@ def prefetch(requests: list, cones: ConeDims) -> None:
     are batched (the other projections are closed forms)."""
     if not cones.exp:
         return
-    asked = [r for r in requests if r[0] == "project"]
-    project = [(V, near) for V, near in zip(
-        _exp_keys([r[1] for r in asked], cones),
-        [None if r[2] is None else _exp_keys([r[2]], cones)[0] for r in asked], strict=True)
-        if _PROJECTIONS.get(V) is None]
-    guesses = []
-    for V, near in project:
-        start = None if near is None else _PROJECTIONS.get(near)
-        guesses.append(np.full_like(V, np.nan) if start is None else start)
-    _project_together([V for V, _ in project], guesses)
-    jacobian = [V for V in _exp_keys([r[1] for r in requests if r[0] == "jacobian"], cones)
+    keys, guesses = [], []
+    for _, v, near in (r for r in requests if r[0] == "project"):
+        V = _exp_key(v, cones)
+        if _PROJECTIONS.get(V) is None:
+            start = None if near is None else _PROJECTIONS.get(_exp_key(near, cones))
+            keys.append(V)
+            guesses.append(np.full_like(V, np.nan) if start is None else start)
+    _project_together(keys, guesses)
+    jacobian = [V for V in (_exp_key(r[1], cones) for r in requests if r[0] == "jacobian")
                 if _JACOBIANS.get(V) is None]
     if jacobian:
         stacked = np.concatenate(jacobian)
