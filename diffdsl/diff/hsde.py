@@ -94,7 +94,8 @@ class SolutionDerivative:
         lockstep: each round, the projections (and their Jacobians) the elements are about
         to need are computed for all of them in one batched call
         (``projections.prefetch``), so a batch's exponential cones are projected
-        together rather than element by element. Same results as one by one."""
+        together rather than element by element, and the systems they built are factored
+        together on the CPU's cores (``_factor_together``). Same results as one by one."""
         out = [cls(**a, cones=cones, lockstep=True) for a in arguments]
         pending = list(out)
         while pending:

@@ -66,9 +66,7 @@ class DerivativeSystem:
     @property
     def linear(self):
         """The factored M₁₁ (``linear``'s solvers), factored on first use."""
-        if self._linear is None:
-            self._linear = self._make_linear()
-        return self._linear
+        return self.factor()._linear
 
     @property
     def unfactored(self) -> bool:
@@ -77,7 +75,9 @@ class DerivativeSystem:
         return self._linear is None
 
     def factor(self) -> "DerivativeSystem":
-        self.linear                                  # noqa: B018 - factors on first use
+        """Factor M₁₁ now, if it is not factored yet."""
+        if self._linear is None:
+            self._linear = self._make_linear()
         return self
 
     def _same_pattern(self, other: "DerivativeSystem") -> bool:
