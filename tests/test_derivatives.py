@@ -363,6 +363,35 @@ def test_sparse_ldl_backward_agrees_with_lu_and_the_active_set_kkt():
     np.testing.assert_allclose(grads[0], -w, atol=1e-8)
 
 
+def test_lp_systems_go_to_lu_directly_and_match_the_active_set_kkt():
+    """With a zero diagonal in P (an LP) the quasi-definite LDLᵀ would meet a pivot of the
+    shift's size and hand over to LU: the sparse path takes LU directly. Its gradient with
+    respect to h equals the active set's solve (A_act dx = dh_act, an independent
+    reference)."""
+    import scipy.sparse as sp
+
+    from diffdsl.diff import linear
+    rng = np.random.default_rng(13)
+    n, m = 300, 200
+    G = sp.random(m, n, density=0.03, random_state=4, format="csr")
+    c, h, x = dd.Parameter(n), dd.Parameter(m), dd.Variable(n)
+    prob = dd.Problem(dd.Minimize(c @ x), [G @ x <= h, x >= -1, x <= 1])
+    cv, hv = rng.normal(size=n), np.abs(rng.normal(size=m)) + 0.5
+    sol = prob.compile().solve(cv, hv, refine=True)
+    assert type(sol.derivative(0).system.linear) is linear.DirectSolver
+    g = rng.normal(size=n)
+    grad = sol.vjp({x: g})[h]
+    xs = sol[x]
+    rows = np.flatnonzero(np.abs(G @ xs - hv) <= 1e-9)
+    lower, upper = np.flatnonzero(np.abs(xs + 1) <= 1e-9), np.flatnonzero(np.abs(xs - 1) <= 1e-9)
+    A_act = np.vstack([G[rows].toarray(), -np.eye(n)[lower], np.eye(n)[upper]])
+    assert A_act.shape == (n, n)                    # a vertex: x is A_act⁻¹ (h_act, 1, 1)
+    w = np.linalg.solve(A_act.T, g)                 # d⟨g, x⟩/d(h_act) = A_act⁻ᵀ g
+    expected = np.zeros(m)
+    expected[rows] = w[:rows.size]
+    np.testing.assert_allclose(grad, expected, atol=1e-8)
+
+
 def test_quasi_definite_solver_hands_singular_systems_to_lu():
     """Two identical active rows: S is singular; the solver falls back to LU's flagged
     least-squares answer instead of returning the shift's artefact."""

@@ -105,8 +105,13 @@ class DerivativeSystem:
         if not dense and solver == "direct" and dense_preferred(M11.shape[0], M11.nnz):
             M11 = M11.toarray()
         d = D.diagonal()
+        # LDLᵀ of the quasi-definite form needs P's diagonal positive on the variables: a
+        # zero there (an LP, an epigraph variable) meets a pivot of the shift's size, and
+        # the LDLᵀ would hand over to LU after all (measured on LPs, partly quadratic QPs
+        # and sparsemax) — LU directly then
         quasi_definite = (d is not None and not isinstance(M11, np.ndarray)
-                          and bool(np.all(d[self.kept] == 1.0)))
+                          and bool(np.all(d[self.kept] == 1.0))
+                          and bool(np.all(np.delete(P.diagonal(), self.free) > 0)))
         self._linear = None                          # factored on first use
         if solver == "direct" and quasi_definite and LDL_SOLVER:
             self._make_linear = functools.partial(QuasiDefiniteSolver, M11,
