@@ -72,8 +72,8 @@ class SolutionDerivative:
         self.cones, self.solver, self.reg = cones, solver, reg
         self.n, self.m = len(x), len(y)
         if self.n + self.m <= DENSE_SYSTEM_LIMIT and solver == "direct":
-            self.P = _dense(P_pattern, P_values, symmetric=True)
-            self.A = _dense(A_pattern, A_values)
+            self.P = P_pattern.symmetric_dense(P_values[None])[0]
+            self.A = A_pattern.dense(A_values[None])[0]
         else:
             self.P = P_pattern.symmetric_matrix(P_values)
             self.A = A_pattern.matrix(A_values).tocsr()
@@ -299,12 +299,3 @@ def _factor_together(systems: list[DerivativeSystem]) -> None:
     if _FACTOR_POOL is None:
         _FACTOR_POOL = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)
     list(_FACTOR_POOL.map(DerivativeSystem.factor, systems))
-
-
-def _dense(pattern, values: np.ndarray, symmetric: bool = False) -> np.ndarray:
-    """The pattern's matrix as a dense array (U + Uᵀ − diag U with ``symmetric``)."""
-    out = np.zeros(pattern.shape)
-    out[pattern.indices, pattern.columns] = values
-    if symmetric:
-        out[pattern.columns, pattern.indices] = values
-    return out
