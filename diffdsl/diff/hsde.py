@@ -24,7 +24,6 @@ solver's tolerance.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import os
 
@@ -34,6 +33,7 @@ from ..cones import projections
 from ..cones.cones import ConeDims
 from .linear import ITERATIVE_THRESHOLD
 from .system import DerivativeSystem
+from .threads import factor_pool
 
 ILL_CONDITIONED = 1e10      # LU pivot ratio above which a derivative is flagged
 NOT_CONVERGED = 1e-8        # relative KKT residual (after refinement) above which it is flagged
@@ -283,19 +283,12 @@ class SolutionDerivative:
         return self.counts["degenerate"] == 0 and not self.system.singular
 
 
-_FACTOR_POOL: concurrent.futures.ThreadPoolExecutor | None = None
-
-
 def _factor_together(systems: list[DerivativeSystem]) -> None:
     """Factor the systems of a lockstep round that still need it, on the CPU's cores (LU
     factorizations, dense and sparse, run without holding the GIL)."""
-    global _FACTOR_POOL
     systems = [s for s in systems if s.unfactored]
-    workers = min(len(systems), os.cpu_count() or 1)
-    if workers < 2:
+    if min(len(systems), os.cpu_count() or 1) < 2:
         for s in systems:
             s.factor()
         return
-    if _FACTOR_POOL is None:
-        _FACTOR_POOL = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)
-    list(_FACTOR_POOL.map(DerivativeSystem.factor, systems))
+    list(factor_pool().map(DerivativeSystem.factor, systems))

@@ -8,8 +8,10 @@ parallelism belongs to the batch, not to each tiny factorization.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
+import os
 
 
 @functools.lru_cache(maxsize=1)
@@ -27,3 +29,11 @@ def single_threaded_blas():
     if controller is None:                   # pragma: no cover
         return contextlib.nullcontext()
     return controller.limit(limits=1, user_api="blas")
+
+
+@functools.lru_cache(maxsize=1)
+def factor_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads for a batch's derivative factorizations (LAPACK and SuperLU release the GIL).
+    Not the solver pool (``compiled.default_executor``): a solve running in that pool may
+    refine, and would then wait on tasks queued behind itself."""
+    return concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)
