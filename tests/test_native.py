@@ -127,8 +127,10 @@ def test_socp_batch_matches_clarabel_and_its_derivative_matches_the_hsde_one():
     np.testing.assert_allclose(native.jvp({mu: g})[0][w], exact.jvp({mu: g})[0][w], atol=1e-8)
 
 
-def test_nesterov_todd_scaling_and_jordan_algebra_identities():
+@pytest.mark.parametrize("dense_rows", [128, 0], ids=["dense blocks", "rank-one form"])
+def test_nesterov_todd_scaling_and_jordan_algebra_identities(dense_rows, monkeypatch):
     from diffdsl.solvers import arrays, ipm
+    monkeypatch.setattr(ipm, "DENSE_CONE_ROWS", dense_rows)
     ops = arrays.namespace("numpy")
     cones = ipm.Cones(ops, 0, 2, (3, 4))
     r = np.random.default_rng(5)
@@ -147,6 +149,18 @@ def test_nesterov_todd_scaling_and_jordan_algebra_identities():
     np.testing.assert_allclose(W.vec(W.vec(u), inverse=True), u, atol=1e-12)
     np.testing.assert_allclose(np.sum(lam * lam, 1), np.sum(s * z, 1), rtol=1e-12)
     np.testing.assert_allclose(cones.circ(lam, cones.inv_circ(lam, u)), u, atol=1e-12)
+    # W from its definition, cone by cone: η(−J + uuᵀ/(1 + w̄₀)) with W = Wᵀ, W J W = η² J
+    diag, block = W.squared(0)
+    for lo, hi in [(2, 5), (5, 9)]:
+        Wk = np.array([W.vec(np.eye(9)[j][None].repeat(5, 0))[:, lo:hi]
+                       for j in range(lo, hi)]).transpose(1, 2, 0)
+        Jk = np.diag([1.0] + [-1.0] * (hi - lo - 1))
+        eta = (np.einsum("bi,ij,bj->b", s[:, lo:hi], Jk, s[:, lo:hi])
+               / np.einsum("bi,ij,bj->b", z[:, lo:hi], Jk, z[:, lo:hi])) ** 0.25
+        np.testing.assert_allclose(Wk, Wk.transpose(0, 2, 1), atol=1e-12)
+        np.testing.assert_allclose(Wk @ Jk @ Wk, eta[:, None, None] ** 2 * Jk, atol=1e-10)
+        np.testing.assert_allclose(block[:, lo - 2:hi - 2, lo - 2:hi - 2], Wk @ Wk, atol=1e-10)
+    np.testing.assert_allclose(diag[:, :2], s[:, :2] / z[:, :2], rtol=1e-12)
     alpha = cones.max_step(s, u)                     # the ray leaves K exactly at alpha
     assert (cones.min_eigenvalue(s + 0.999 * alpha[:, None] * u) > 0).all()
     assert (cones.min_eigenvalue(s + 1.001 * alpha[:, None] * u) < 0).all()
