@@ -281,25 +281,20 @@ class JaxLayer:
                 return None
             return ipm.RowSpace(ops.spd_inverse(P)[0], A)
 
-        def solve(P, c, A, b, handoff=None):
-            cones = ipm.Cones.of(ops, layout.cones)
-            x, y, s, status, _, _ = ipm.interior_point(
-                ops, cones, P, c, A, b, tol=layout.tol, max_iter=layout.max_iter,
-                unrolled=layout.unrolled, handoff=handoff, rows=row_space(P, A))
-            return cones, x, y, s, status
-
+        limits = dict(tol=layout.tol, max_iter=layout.max_iter)
         if layout.unrolled:
             def unrolled(P, c, A, b):
-                _, x, y, s, status = solve(P, c, A, b)
+                x, y, s, status, _, _ = ipm.interior_point(
+                    ops, ipm.Cones.of(ops, layout.cones), P, c, A, b, **limits, unrolled=True)
                 return x, y, s, codes_of(status)
             return jax.jit(unrolled)
 
         def polished(P, c, A, b):
             """(x, y, s, codes) at the polished points, and the derivative factored there."""
-            cones, x, y, s, status = solve(P, c, A, b, handoff=ipm.HANDOFF)
-            d = ipm.Derivative(ops, cones, P, A, x, y, s, row_space(P, A))
-            x, y, s = d.polish(c, b)
-            return (x, y, s, codes_of(ipm.polished_status(ops, status, d.exact))), d
+            x, y, s, status, _, d = ipm.solve_polished(
+                ops, ipm.Cones.of(ops, layout.cones), P, c, A, b, **limits,
+                rows=row_space(P, A))
+            return (x, y, s, codes_of(status)), d
 
         @jax.custom_jvp
         def native_map(P, c, A, b):

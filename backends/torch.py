@@ -380,16 +380,14 @@ class TorchLayer(torch.nn.Module):
             cones = ipm.Cones.of(ops, layout.cones, like=data[0])
             rows = None if layout.unrolled else ipm.RowSpace.of(ops, data[0], data[2],
                                                                  layout.cones.zero)
-            x, y, s, status, _, _ = ipm.interior_point(
-                ops, cones, *data, tol=layout.tol, max_iter=layout.max_iter,
-                unrolled=layout.unrolled, rows=rows,
-                handoff=ipm.HANDOFF if derivative else None)
+            limits = dict(tol=layout.tol, max_iter=layout.max_iter, rows=rows)
             d = None
             if derivative:
-                d = ipm.Derivative(ops, cones, data[0], data[2], x, y, s, rows)
-                x, y, _ = d.polish(data[1], data[3])
-                status = ipm.polished_status(ops, status, d.exact)
+                x, y, _, status, _, d = ipm.solve_polished(ops, cones, *data, **limits)
                 d = _OnDevice(d, ops, device)
+            else:
+                x, y, _, status, _, _ = ipm.interior_point(ops, cones, *data, **limits,
+                                                           unrolled=layout.unrolled)
         x, y, status = (torch.as_tensor(a, device=device) for a in (x, y, status))
         codes = torch.as_tensor(layout.codes, device=device)[status.long()]
         return x, y, codes, d

@@ -127,6 +127,38 @@ def test_socp_batch_matches_clarabel_and_its_derivative_matches_the_hsde_one():
     np.testing.assert_allclose(native.jvp({mu: g})[0][w], exact.jvp({mu: g})[0][w], atol=1e-8)
 
 
+@pytest.mark.parametrize("make", ["qp", "socp"])
+def test_elements_the_polish_misses_continue_their_iterations(make, monkeypatch):
+    """With the hand-off far too early (relative error 0.3) the polish cannot finish most
+    elements: they continue from where they stopped, and the batch still ends exact, equal
+    to Clarabel's solutions and the HSDE derivative, within the iteration limit."""
+    from diffdsl.solvers import ipm
+    if make == "qp":
+        prob, x, values = dense_qp()
+        q = prob.parameters()[0]
+    else:
+        prob, x, q, values = portfolio_socp()
+        values = (values,)
+    monkeypatch.setattr(ipm, "HANDOFF", 0.3)
+    starts = []
+    original = ipm.interior_point
+
+    def spy(*args, **kwargs):
+        starts.append(kwargs.get("start"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ipm, "interior_point", spy)
+    native = prob.compile(solver="native", max_iter=40).solve(*values)
+    assert starts[0] is None and starts[1] is not None          # the continuation ran
+    exact = prob.compile().solve(*values, refine=True)
+    assert all(s is dd.SolveStatus.OPTIMAL for s in native.status)
+    assert max(native.iterations) <= 40
+    np.testing.assert_allclose(native[x], exact[x], atol=1e-6)
+    assert native._batch_derivative.usable.all()
+    g = rng.normal(size=native[x].shape)
+    np.testing.assert_allclose(native.vjp({x: g})[q], exact.vjp({x: g})[q], atol=1e-8)
+
+
 @pytest.mark.parametrize("dense_rows", [128, 0], ids=["dense blocks", "rank-one form"])
 def test_nesterov_todd_scaling_and_jordan_algebra_identities(dense_rows, monkeypatch):
     from diffdsl.solvers import arrays, ipm

@@ -13,7 +13,8 @@ of the whole batch with one batched LU, shared by the predictor and the correcto
 when P is definite (``RowSpace``), the m × m matrices S + diag(δI, W²) with S = AP⁻¹Aᵀ
 formed once per batch. Elements converge independently; converged ones stay put. Each
 element keeps its best iterate (relative primal and dual residuals and relative gap).
-A caller that polishes (``Derivative.polish``) stops the iterations at ``HANDOFF``.
+``solve_polished`` stops the iterations at ``HANDOFF`` and finishes by Newton's method on the
+KKT map (``Derivative.polish``); elements the polish does not make exact continue.
 
 The derivative is the implicit one of ``diffdsl.diff.hsde`` at τ = 1: with v = y − s and
 D = DΠ_K*(v) (1 on zero rows, [v > 0] on nonnegative rows, the SOC projection's Jacobian
@@ -37,7 +38,8 @@ AMBIGUOUS = 1e-4    # a solver's complementary pair with min/max above this is n
 EXACT_KINK = 1e-9   # an exact point's relative distance to a projection's kink below which
                     # strict complementarity is taken to fail
 TINY = 1e-300
-HANDOFF = 1e-8       # error at which a caller that polishes stops the iterations
+HANDOFF = 1e-6       # error at which ``solve_polished`` stops the iterations to polish
+RESUME_HANDOFF = 1e-8  # ... and where it stops them again for elements the polish missed
 REFINE_BELOW = 1e-5  # relative error below which the row-space Newton solves are refined
 DENSE_CONE_ROWS = 128  # cone rows up to which the NT scaling is held as dense blocks
 
@@ -329,7 +331,7 @@ class _KKT:
 
 def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: int = 50,
                    unrolled: bool = False, rows: RowSpace | None = None,
-                   handoff: float | None = None):
+                   handoff: float | None = None, start=None):
     """Solve the batch (P (B,n,n), c (B,n), A (B,m,n), b (B,m)) in namespace ``ops``; P and
     A may be (1, ·, ·), shared by every element (then their products are one matrix
     product for the whole batch, and ``RowSpace`` is computed once).
@@ -342,17 +344,25 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     ``handoff``: an element stops once its error is below this (≥ tol) because the caller
     polishes by Newton's method (``Derivative.polish``), which finishes in a step or two
     what the interior-point method would take several iterations for; the status still
-    reports the error against ``tol`` (the caller upgrades elements polished exactly)."""
+    reports the error against ``tol`` (the caller upgrades elements polished exactly).
+    ``start``: (x, y, s, iterations) as returned, to continue from (s and z = y's inequality
+    rows in the cone's interior, or the point already within the stopping error: such an
+    element is done at once); each element's iterations then count on from its own, up to
+    ``max_iter`` in all."""
     zero = cones.zero
     Ae, Ai, be, bi = A[:, :zero], A[:, zero:], b[:, :zero], b[:, zero:]
     B = c.shape[0]
-    # a start: x from the KKT system with unit scaling, s shifted into the cone's interior
     ones = cones.identity(c)
-    x, ye = _KKT(ops, P, A, zero, rows=rows).solve(-c + _mv_t(Ai, bi), be)
-    s = bi - _mv(Ai, x)
-    shift = ops.maximum(1.0 - cones.min_eigenvalue(s), 0.0)
-    s = s + shift[:, None] * ones
-    z = ones
+    if start is None:
+        # x from the KKT system with unit scaling, s shifted into the cone's interior
+        x, ye = _KKT(ops, P, A, zero, rows=rows).solve(-c + _mv_t(Ai, bi), be)
+        s = bi - _mv(Ai, x)
+        shift = ops.maximum(1.0 - cones.min_eigenvalue(s), 0.0)
+        s = s + shift[:, None] * ones
+        z, counts = ones, ops.zeros((B,), c)
+    else:
+        x, y, s, counts = start
+        ye, z, s = y[:, :zero], y[:, zero:], s[:, zero:]
     scale_b = 1.0 + ops.amax(ops.abs(b), 1)
     scale_c = 1.0 + ops.amax(ops.abs(c), 1)
     degree = max(cones.degree, 1)
@@ -377,7 +387,8 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         stalled = ops.where(better, 0.0, stalled + 1.0)
         best = {k: ops.where(better if k == "error" else better[:, None], v, best[k])
                 for k, v in dict(error=error, x=x, ye=ye, s=s, z=z).items()}
-        done = (best["error"] <= stop) | ((best["error"] <= INACCURATE) & (stalled >= STALL))
+        done = ((best["error"] <= stop) | ((best["error"] <= INACCURATE) & (stalled >= STALL))
+                | (iterations >= max_iter))
         return dict(x=x, ye=ye, s=s, z=z, rd=rd, re=re, ri=ri, best=best, done=done,
                     iterations=iterations, stalled=stalled, error=error)
 
@@ -419,10 +430,8 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         iterations = st["iterations"] + ops.where(done, 0.0, 1.0)
         return state_at(*new, st["best"], iterations, st["stalled"])
 
-    inf = ops.full((B,), np.inf, c)
-    start = dict(error=inf, x=x, ye=ye, s=s, z=z)
-    counts = ops.zeros((B,), c)
-    state = state_at(x, ye, s, z, start, counts, counts)
+    first = dict(error=ops.full((B,), np.inf, c), x=x, ye=ye, s=s, z=z)
+    state = state_at(x, ye, s, z, first, counts, ops.zeros((B,), c))
     run = ops.unrolled_loop if unrolled else ops.loop
     state = run(step, lambda st: st["done"], state, max_iter)
     best = state["best"]
@@ -432,6 +441,39 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     status = ops.where(error <= tol, float(OPTIMAL), ops.where(
         error <= INACCURATE, float(OPTIMAL_INACCURATE), float(ITERATION_LIMIT)))
     return best["x"], y, slack, status, state["iterations"], error
+
+
+def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: int = 50,
+                   rows: RowSpace | None = None, bar: bool = False):
+    """``interior_point`` stopped at ``HANDOFF`` and polished (``Derivative.polish``): a
+    point with relative error 1e-6 already has its active set, and Newton's method makes it
+    exact in a step or two, where the iterations would take two or three more to 1e-8.
+    Elements the polish did not make exact continue their iterations from where they
+    stopped, to ``RESUME_HANDOFF``, and are polished again (the rest stay where they are).
+    ``bar``: an element also keeps a polished point no worse than the solver's own (see
+    ``Derivative.polish``). Returns (x, y, s, status, iterations, derivative), the
+    derivative factored at the returned points; status OPTIMAL where they are exact."""
+    x, y, s, status, iterations, _ = interior_point(ops, cones, P, c, A, b, tol, max_iter,
+                                                    rows=rows, handoff=HANDOFF)
+    d = Derivative(ops, cones, P, A, x, y, s, rows)
+    polished = d.polish(c, b, bar=_solver_residual(ops, P, c, A, b, x, y, s) if bar else None)
+    if ops.maybe_any(~d.exact):
+        keep = d.exact[:, None]
+        start = [ops.where(keep, new, old) for new, old in zip(polished, (x, y, s), strict=True)]
+        x, y, s, again, iterations, _ = interior_point(
+            ops, cones, P, c, A, b, tol, max_iter, rows=rows, handoff=RESUME_HANDOFF,
+            start=(*start, iterations))
+        status = ops.where(d.exact, status, again)
+        d = Derivative(ops, cones, P, A, x, y, s, rows)
+        polished = d.polish(c, b,
+                            bar=_solver_residual(ops, P, c, A, b, x, y, s) if bar else None)
+    return (*polished, polished_status(ops, status, d.exact), iterations, d)
+
+
+def _solver_residual(ops, P, c, A, b, x, y, s):
+    """‖(Px + Aᵀy + c, −Ax + b − s)‖ per element: the KKT residual short of complementarity."""
+    r = ops.cat([_mv(P, x) + _mv_t(A, y) + c, -_mv(A, x) + b - s], 1)
+    return ops.sqrt(ops.sum(r * r, 1))
 
 
 def polished_status(ops, status, exact):

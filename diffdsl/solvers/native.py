@@ -70,14 +70,14 @@ def solve_dense(P, c, A, b, dims, opts, program=None):
         cones = ipm.Cones.of(ops, dims)
         data = [ops.constant(np.ascontiguousarray(a)) for a in (P, c, A, b)]
         rows = ipm.RowSpace.of(ops, data[0], data[2], dims.zero)
-        x, y, s, status, iterations, _ = ipm.interior_point(
-            ops, cones, *data, tol=float(opts["tol"]), max_iter=int(opts["max_iter"]),
-            rows=rows, handoff=None if program is None else ipm.HANDOFF)
+        limits = dict(tol=float(opts["tol"]), max_iter=int(opts["max_iter"]), rows=rows)
         derivative = None
-        if program is not None:
-            derivative = ProgramDerivative(ops, cones, program, data, x, y, s, rows)
-            x, y, s = derivative.x, derivative.y, derivative.s
-            status = ipm.polished_status(ops, status, derivative.derivative.exact)
+        if program is None:
+            x, y, s, status, iterations, _ = ipm.interior_point(ops, cones, *data, **limits)
+        else:
+            x, y, s, status, iterations, d = ipm.solve_polished(ops, cones, *data, **limits,
+                                                                bar=True)
+            derivative = ProgramDerivative(ops, program, d)
         x, y, s, status, iterations = (ops.to_numpy(a) for a in (x, y, s, status, iterations))
     elapsed = time.perf_counter() - started
     B = x.shape[0]
@@ -86,20 +86,13 @@ def solve_dense(P, c, A, b, dims, opts, program=None):
 
 
 class ProgramDerivative:
-    """The batch's derivative (``ipm.Derivative``) in the terms ``Solution`` uses: NumPy
-    arrays, P and A by their values on the program's sparsity patterns. Built at the
-    solver's points after polishing them (``ipm.Derivative.polish``); ``usable`` marks the
-    elements it answers for (the others are differentiated one by one)."""
+    """The batch's derivative (``ipm.Derivative``, at the points ``ipm.solve_polished``
+    returned) in the terms ``Solution`` uses: NumPy arrays, P and A by their values on the
+    program's sparsity patterns; ``usable`` marks the elements it answers for (the others
+    are differentiated one by one)."""
 
-    def __init__(self, ops, cones, program, data, x, y, s, rows=None) -> None:
-        P, c, A, b = data
-        self.ops, self.program = ops, program
-        derivative = ipm.Derivative(ops, cones, P, A, x, y, s, rows)
-        # the bar: the solver's own point's residual, leaving out complementarity
-        bar = ops.sqrt(ops.sum(ops.cat([ipm._mv(P, x) + ipm._mv_t(A, y) + c,
-                                        -ipm._mv(A, x) + b - s], 1) ** 2, 1))
-        self.x, self.y, self.s = derivative.polish(c, b, bar=bar)
-        self.derivative = derivative
+    def __init__(self, ops, program, derivative: ipm.Derivative) -> None:
+        self.ops, self.program, self.derivative = ops, program, derivative
         self.usable = ops.to_numpy(derivative.usable).astype(bool)
 
     def vjp(self, gx: np.ndarray, gy: np.ndarray):
