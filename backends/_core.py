@@ -175,7 +175,7 @@ class LayerCore:
         B = theta.shape[0]
         self.check_values(theta)
         b, c = (np.broadcast_to(np.asarray(v, float), (B, np.shape(v)[-1])) for v in (b, c))
-        d = np.asarray(self.compiled.program.d @ theta.T).reshape(-1)
+        d = self.compiled.program.objective_offset(theta.T)
         data = ProgramValues(np.asarray(P, float).T, np.asarray(A, float).T, b.T, c.T, d)
         return self.compiled.solve_program(data, B, warm_start=warm_start,
                                            refine=self.refine, on_failure=self.on_failure,

@@ -298,7 +298,7 @@ class ProgramValues:
         P, A = (p.values(theta if p.depends_on_parameters else theta[:, :1])
                 for p in (program.P, program.A))
         return cls(np.asarray(P), np.asarray(A), np.asarray(program.b @ theta),
-                   np.asarray(program.c @ theta), np.asarray(program.d @ theta).reshape(-1))
+                   np.asarray(program.c @ theta), program.objective_offset(theta))
 
     @property
     def batch(self) -> int:

@@ -208,6 +208,63 @@ def test_huber_goes_to_the_quadratic_objective():
     assert prob.solve(solver="ecos") == pytest.approx(expected, rel=1e-6)
 
 
+def _shifted_squares(lib, n=6):
+    """Squares of a variable shifted by data: (problem, y, parameters, the cone program's
+    equality rows: the problem's own where the square is expanded on y)."""
+    y, th, lam = lib.Variable(n), lib.Parameter(n), lib.Parameter(nonneg=True)
+    a = np.linspace(-1, 1, n)
+    L = np.tril(np.ones((n, n))) / n
+    Q = L @ L.T + np.eye(n)
+    return [
+        (lib.Problem(lib.Minimize(lib.sum_squares(y - th)), [lib.sum(y) == 1, y >= 0]),
+         y, [th], 1),
+        (lib.Problem(lib.Minimize(0.5 * lib.quad_form(y - th, Q) + a @ y), [y <= 1]),
+         y, [th], 0),
+        (lib.Problem(lib.Minimize(lam * lib.sum_squares(y - a) + th @ y), [y >= -2]),
+         y, [lam, th], 0),
+        (lib.Problem(lib.Maximize(th @ y - 2 * lib.sum_squares(y + th)), [lib.sum(y) == 0]),
+         y, [th], 1),
+        # not a unit variable block: a fresh r = 2y − θ carries the square (n equality rows)
+        (lib.Problem(lib.Minimize(lib.sum_squares(2 * y - th)), [y >= 0]), y, [th], n)]
+
+
+@pytest.mark.filterwarnings("ignore:You are solving a parameterized problem that is not DPP")
+@pytest.mark.parametrize("case", range(5))
+def test_squares_of_shifted_variables_are_expanded_on_the_variable(case):
+    """‖y − θ‖²-type objectives keep their quadratic on y (½yᵀQy + (Qv)ᵀy + ½vᵀQv) instead
+    of a new r = y − θ with equality rows; values and objectives equal CVXPY's, the
+    objective's ½vᵀQv included."""
+    prob, y, params, equality_rows = _shifted_squares(dd)[case]
+    cprob, cy, cparams, _ = _shifted_squares(cp)[case]
+    program = prob.compile(fast_paths=False).program
+    assert program.cones.zero == equality_rows
+    assert program.n == (2 * y.size if case == 4 else y.size)
+    local = np.random.default_rng(case)
+    values = [np.abs(local.normal(size=(3,) + p.shape)) + 0.5 if p.attributes.get("nonneg")
+              else local.normal(size=(3,) + p.shape) for p in params]
+    sol = prob.compile(fast_paths=False).solve(*values, refine=True)
+    for i in range(3):
+        for p, v in zip(cparams, values, strict=True):
+            p.value = v[i]
+        expected = cprob.solve()
+        assert sol.objective[i] == pytest.approx(expected, rel=1e-6, abs=1e-6)
+        np.testing.assert_allclose(sol[y][i], cy.value, atol=1e-5)
+
+
+def test_projection_onto_the_simplex_through_the_cone_solver_has_the_closed_form_gradient():
+    """Sparsemax compiled without its fast path (the expanded ‖y − θ‖² on y): the gradient
+    is the closed form's, (I_S − 11ᵀ/|S|) g on the support S."""
+    prob, y, (th,), _ = _shifted_squares(dd, n=30)[0]
+    theta = np.random.default_rng(9).normal(size=(4, 30))
+    sol = prob.compile(fast_paths=False).solve(theta, refine=True)
+    g = np.random.default_rng(10).normal(size=theta.shape)
+    grad = sol.vjp({y: g})[th]
+    for i in range(4):
+        support = sol[y][i] > 1e-9
+        expected = np.where(support, g[i] - g[i][support].mean(), 0.0)
+        np.testing.assert_allclose(grad[i], expected, atol=1e-10)
+
+
 def test_sparse_constant_matrices_compile_without_densifying():
     """G @ x with a scipy.sparse G compiles to the same cone program as with dense G, and a
     large sparse G (whose dense form would take 3.2 GB) compiles from its nonzeros."""

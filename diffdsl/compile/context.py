@@ -38,6 +38,15 @@ class QuadraticTerm:
     weight: AffineTensor           # one row, variable-free (constant or parameter-affine)
 
 
+@dataclasses.dataclass
+class QuadraticOffset:
+    """½ (Dθ̃)ᵀ Q (Dθ̃): a constant of the objective that is quadratic in θ (from a square of
+    a variable shifted by parameters, expanded: ½(x + Dθ̃)ᵀQ(x + Dθ̃))."""
+
+    Q: sp.csr_matrix               # (k, k), the term's weight included
+    D: sp.csr_matrix               # (k, 1 + len θ)
+
+
 class CanonContext:
     """State of one canonicalization."""
 
@@ -60,6 +69,7 @@ class CanonContext:
             self.n_vars += v.size
         self.blocks: list[ConeBlock] = []
         self.quadratic_terms: list[QuadraticTerm] = []
+        self.quadratic_offsets: list[QuadraticOffset] = []
         self._memo: dict[int, tuple[Expression, AffineTensor]] = {}
 
     # leaves and atoms -----------------------------------------------------------
@@ -175,6 +185,13 @@ class CanonContext:
     def add_quadratic(self, offset: int, Q: sp.spmatrix, weight: AffineTensor) -> None:
         """weight · ½ rᵀ Q r on the variable block r = x[offset : offset + Q.shape[0]]."""
         self.quadratic_terms.append(QuadraticTerm(offset, sp.csr_matrix(Q), weight))
+
+    def add_quadratic_offset(self, Q: sp.spmatrix, shift: AffineTensor) -> None:
+        """½ vᵀ Q v added to the objective for v = ``shift``, variable-free rows."""
+        m = shift.matrix.tocoo()
+        D = sp.csr_matrix((m.data, (m.row, shift.keys[m.col] % self.P)),
+                          shape=(shift.rows, self.P))
+        self.quadratic_offsets.append(QuadraticOffset(sp.csr_matrix(Q), D))
 
 
 def interleave(tensors: list[AffineTensor], P: int) -> AffineTensor:

@@ -3,8 +3,10 @@
 Quadratic atoms in the objective go to P when the solver accepts P: the objective is split
 into a weighted sum of terms (through +, −, scaling by data, division by constants), and a
 term with a ``quadratic_form`` (sum_squares, quad_form, quad_over_lin with a constant
-denominator, square) becomes weight · ½ rᵀ Q r on a fresh variable r = its argument. Every
-other term is canonicalized with cones. Maximize f is solved as minimize −f.
+denominator, square) becomes weight · ½ rᵀ Q r on its argument r when r is a variable block,
+expanded on the block when r is a block shifted by data (``expand_shifted_square``), and on
+a fresh variable r = its argument otherwise. Every other term is canonicalized with cones.
+Maximize f is solved as minimize −f.
 """
 from __future__ import annotations
 
@@ -75,14 +77,47 @@ def objective_rows(ctx: CanonContext, expr: Expression, weight: AffineTensor) ->
         if quadratic is not None:
             rows, Q, rest = quadratic
             offset = variable_block(rows)
-            if offset is None:            # a fresh block r = rows carries the quadratic
-                r = ctx.new_variable(rows.rows)
+            if offset is None:
+                shifted = expand_shifted_square(ctx, rows, Q, weight)
+                if shifted is not None:
+                    return weight.rowwise_product(rest + shifted)
+                r = ctx.new_variable(rows.rows)   # a fresh block r = rows carries it
                 ctx.equal(r, rows)
                 offset = ctx.n_vars - rows.rows
             ctx.add_quadratic(offset, Q, weight)
             return weight.rowwise_product(rest)
     rows = ctx.canon(expr)
     return weight.rowwise_product(rows.linear(np.ones((1, rows.rows))))
+
+
+def expand_shifted_square(ctx: CanonContext, rows: AffineTensor, Q, weight: AffineTensor):
+    """For rows = x_block + v (a variable block shifted by a variable-free v, e.g. y − θ in
+    a projection ‖y − θ‖²): the quadratic goes on the block itself, expanded as
+
+        ½(x + v)ᵀQ(x + v) = ½xᵀQx + (Qv)ᵀx + ½vᵀQv,
+
+    so no variable r = x + v and no equality rows are added (the program keeps a definite P
+    on x, which the native solver and the derivative's LDLᵀ need). Returns the terms
+    beyond ½xᵀQx as one affine row, or None where rows are not of that form, or where the
+    expansion would not be affine in θ (the weight and v both depending on parameters,
+    which DPP rules out). ½vᵀQv is recorded as a quadratic offset of the objective when v
+    depends on parameters (then the weight is a constant)."""
+    keys_var = rows.keys // rows.n_params
+    columns = rows.matrix.tocsc()
+    variable = AffineTensor(columns[:, keys_var > 0].tocsr(), rows.keys[keys_var > 0],
+                            rows.n_params)
+    shift = AffineTensor(columns[:, keys_var == 0].tocsr(), rows.keys[keys_var == 0],
+                         rows.n_params)
+    offset = variable_block(variable)
+    if offset is None or not (shift.is_parameter_free() or weight.is_parameter_free()):
+        return None
+    ctx.add_quadratic(offset, Q, weight)
+    cross = variable.rowwise_product(shift.linear(Q)).linear(np.ones((1, rows.rows)))
+    if shift.is_parameter_free():
+        v = shift.constant_value()
+        return cross + AffineTensor.constant([0.5 * v @ (Q @ v)], ctx.P)
+    ctx.add_quadratic_offset(Q * float(weight.constant_value()[0]), shift)
+    return cross
 
 
 def variable_block(rows: AffineTensor) -> int | None:

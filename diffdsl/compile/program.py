@@ -124,12 +124,22 @@ class ParamConeProgram:
     d: sp.csr_matrix          # (1, 1 + len θ)
     duals: dict[int, list[DualBlock]]
     variable_offsets: dict[int, int]   # user Variable id → first index in x (C order)
+    #: constants of the objective quadratic in θ: d(θ) = d θ̃ + Σ ½(Dθ̃)ᵀQ(Dθ̃)
+    quadratic_offsets: tuple = ()
+
+    def objective_offset(self, theta: np.ndarray) -> np.ndarray:
+        """d at θ̃ (1 + len θ, B), per element (B,)."""
+        out = np.asarray(self.d @ theta).reshape(-1)
+        for term in self.quadratic_offsets:
+            v = np.asarray(term.D @ theta)
+            out = out + 0.5 * np.sum(v * (term.Q @ v), axis=0)
+        return out
 
     def depends_on_parameters(self) -> dict[str, bool]:
         """Which blocks change with θ (e.g. A and P constant: factorizations can be reused)."""
         return {"P": self.P.depends_on_parameters, "A": self.A.depends_on_parameters,
                 "b": bool(self.b[:, 1:].nnz), "c": bool(self.c[:, 1:].nnz),
-                "d": bool(self.d[:, 1:].nnz)}
+                "d": bool(self.d[:, 1:].nnz) or bool(self.quadratic_offsets)}
 
     def sizes(self) -> str:
         k = self.cones
@@ -178,7 +188,7 @@ def build_program(ctx: CanonContext, objective: AffineTensor) -> ParamConeProgra
                               "constant subexpression divides by zero or overflows (check "
                               "constants and, for non-DPP problems, parameter values)")
     return ParamConeProgram(n, m, ctx.n_theta, cones, A, P, b, c, d, duals,
-                            dict(ctx.variable_offsets))
+                            dict(ctx.variable_offsets), tuple(ctx.quadratic_offsets))
 
 
 def entries(t: AffineTensor):
