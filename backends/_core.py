@@ -19,7 +19,8 @@ import scipy.sparse as sp
 
 from diffdsl.compiled import CompiledProblem, ProgramValues
 from diffdsl.errors import ParameterValueError
-from diffdsl.solvers import SolveStatus
+from diffdsl.solvers import SolveStatus, ipm
+from diffdsl.solvers.arrays import namespace
 
 BLOCKS = ("P", "c", "A", "b")
 _KIND_NAMES = {"c": "complex", "b": "boolean", "U": "string", "S": "bytes", "O": "object"}
@@ -245,10 +246,19 @@ class NativeLayout:
         from diffdsl.solvers.native import STATUS
         #: kernel status code → index into list(SolveStatus)
         self.codes = np.array([order.index(STATUS[k]) for k in sorted(STATUS)], np.int32)
+        constant_P = prog.P.symmetric_dense(prog.P.T[:, 0].toarray().T)
         #: P is the same for every θ and positive definite: the row space can be used
         #: without looking at values (what a traced JAX call needs)
-        self.constant_definite_P = (not prog.P.depends_on_parameters and _definite(
-            prog.P.symmetric_dense(prog.P.T[:, 0].toarray().T)))
+        self.constant_definite_P = (not prog.P.depends_on_parameters
+                                    and _definite(constant_P))
+        #: A's rows that bound one variable each (for the Newton systems' BoundSpace), and
+        #: whether that space applies whatever θ is (P and A constant; a traced JAX call)
+        self.bounds = ipm.bound_rows(prog.A.indices, prog.A.columns, prog.cones)
+        self.constant_bounds = not (prog.P.depends_on_parameters
+                                    or prog.A.depends_on_parameters) and ipm.BoundSpace.of(
+            namespace("numpy"), constant_P, prog.A.dense(prog.A.T[:, 0].toarray().T),
+            prog.cones.zero, self.bounds,
+            self.m if self.constant_definite_P else self.n + prog.cones.zero) is not None
 
     def failure_message(self, codes: np.ndarray) -> str:
         """A SolverError's text for the elements whose status code is not optimal."""
@@ -262,7 +272,6 @@ class NativeLayout:
 
 def _definite(P: np.ndarray) -> bool:
     """Whether P (1, n, n) passes the native solver's own positive-definiteness test."""
-    from diffdsl.solvers.arrays import namespace
     return bool(namespace("numpy").spd_inverse(P)[1][0])
 
 

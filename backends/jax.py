@@ -291,9 +291,14 @@ class JaxLayer:
 
         def polished(P, c, A, b):
             """(x, y, s, codes) at the polished points, and the derivative factored there."""
+            bounds = None
+            if layout.constant_bounds:                # known before tracing
+                n = P.shape[-1]
+                bounds = ipm.BoundSpace(ops, P[:, jnp.arange(n), jnp.arange(n)], A,
+                                        layout.bounds)
             x, y, s, status, _, d = ipm.solve_polished(
                 ops, ipm.Cones.of(ops, layout.cones), P, c, A, b, **limits,
-                rows=row_space(P, A))
+                rows=row_space(P, A), bounds=bounds)
             return (x, y, s, codes_of(status)), d
 
         @jax.custom_jvp

@@ -383,7 +383,11 @@ class TorchLayer(torch.nn.Module):
             limits = dict(tol=layout.tol, max_iter=layout.max_iter, rows=rows)
             d = None
             if derivative:
-                x, y, _, status, _, d = ipm.solve_polished(ops, cones, *data, **limits)
+                bounds = ipm.BoundSpace.of(ops, data[0], data[2], layout.cones.zero,
+                                           layout.bounds, rows.size if rows else
+                                           layout.n + layout.cones.zero)
+                x, y, _, status, _, d = ipm.solve_polished(ops, cones, *data, **limits,
+                                                           bounds=bounds)
                 d = _OnDevice(d, ops, device)
             else:
                 x, y, _, status, _, _ = ipm.interior_point(ops, cones, *data, **limits,

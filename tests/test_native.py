@@ -127,19 +127,115 @@ def test_socp_batch_matches_clarabel_and_its_derivative_matches_the_hsde_one():
     np.testing.assert_allclose(native.jvp({mu: g})[0][w], exact.jvp({mu: g})[0][w], atol=1e-8)
 
 
+@pytest.mark.parametrize("name", ["numpy", "torch", "jax"])
+def test_bound_space_solves_the_newton_system_exactly(name):
+    """BoundSpace's solve of P dx + Aᵀu = a, A dx − Hu = c (bound rows eliminated) against a
+    dense solve of the whole system: diagonal P with zeros on bounded variables, an
+    equality row, bounds, a general inequality and a second-order cone, H the NT scaling's
+    W² (zero on the equality row but for the shift)."""
+    pytest.importorskip(name)
+    if name == "jax":
+        import jax
+        with jax.enable_x64(True):
+            _bound_space_case(name)
+    else:
+        _bound_space_case(name)
+
+
+def _bound_space_case(name):
+    from diffdsl.solvers import arrays, ipm
+    ops = arrays.namespace(name)
+    r = np.random.default_rng(40)
+    n, B = 5, 3
+    cones = ipm.Cones(ops, 1, 6, (3,))
+    A = np.zeros((B, 10, n))
+    A[:, 0] = r.normal(size=(B, n))                                  # equality
+    A[:, 1, 0], A[:, 2, 1], A[:, 3, 1], A[:, 5, 3] = 1.0, -2.0, 1.5, -1.0   # bounds
+    A[:, 4] = r.normal(size=(B, n))                                  # a general row
+    A[:, 6, 4] = 0.5                                                 # a bound among them
+    A[:, 7:] = r.normal(size=(B, 3, n))                              # the cone
+    p = np.array([0.0, 0.0, 2.0, 0.0, 1.0])                          # x₀, x₁, x₃ bounded
+    P = np.broadcast_to(np.diag(p), (B, n, n)).copy()
+    bounds = ipm.bound_rows(*np.nonzero(A[0]), cones)
+    np.testing.assert_array_equal(bounds[0], [1, 2, 3, 5, 6])
+    interior = np.abs(r.normal(size=(B, 9))) + 0.5
+    interior[:, 6] = np.linalg.norm(interior[:, 7:], axis=1) + 0.5
+    W = ipm.Scaling.at(cones, ops.constant(interior), ops.constant(interior + 0.1))
+    diag, block = (np.array(ops.to_numpy(a)) for a in W.squared(1))
+    diag[:, 0] = ipm.REGULARIZATION
+    space = ipm.BoundSpace.of(ops, ops.constant(P), ops.constant(A), 1, bounds, rivals=6)
+    assert space is not None and space.size == 5
+    a, c = r.normal(size=(B, n)), r.normal(size=(B, 10))
+    factors = space.factor(ops, ops.constant(diag), ops.constant(block))
+    dx, u = (ops.to_numpy(v) for v in space.solve(ops, factors, ops.constant(a),
+                                                    ops.constant(c)))
+    H = np.zeros((B, 10, 10))
+    H[:, np.arange(10), np.arange(10)] = diag
+    H[:, 7:, 7:] += block
+    K = np.block([[P, A.transpose(0, 2, 1)], [A, -H]])
+    expected = np.linalg.solve(K, np.concatenate([a, c], 1)[..., None])[..., 0]
+    np.testing.assert_allclose(np.concatenate([dx, u], 1), expected, rtol=1e-9, atol=1e-9)
+    # where a variable has neither a quadratic term nor a bound there is no bound space
+    assert ipm.BoundSpace.of(ops, ops.constant(0 * P), ops.constant(A), 1, bounds, 6) is None
+
+
+def bounded_problems():
+    """Problems whose native Newton systems go to the bound space: the simplex projection
+    (sparsemax without its fast path: one other row), a box-bounded LP with a budget row
+    (P = 0, every variable bounded; its vertex has one variable between its bounds), and
+    a long-only portfolio with a risk cone."""
+    n = 12
+    y, th = dd.Variable(n), dd.Parameter(n)
+    simplex = dd.Problem(dd.Minimize(dd.sum_squares(y - th)), [dd.sum(y) == 1, y >= 0])
+    z, c = dd.Variable(n), dd.Parameter(n)
+    box_lp = dd.Problem(dd.Minimize(c @ z), [z >= -1, z <= 2, dd.sum(z) == 2.5])
+    w, mu = dd.Variable(n), dd.Parameter(n)
+    F = rng.normal(size=(3, n)) / np.sqrt(n)
+    portfolio = dd.Problem(dd.Maximize(mu @ w - 0.1 * dd.sum_squares(w)),
+                           [dd.norm(F @ w) <= 0.3, dd.sum(w) == 1, w >= 0])
+    return [(simplex, y, th, rng.normal(size=(5, n))),
+            (box_lp, z, c, rng.normal(size=(5, n))),
+            (portfolio, w, mu, 0.3 * rng.normal(size=(5, n)))]
+
+
+@pytest.mark.parametrize("case", range(3), ids=["simplex", "box LP", "portfolio"])
+def test_bounded_problems_take_the_bound_space_and_match_clarabel(case, monkeypatch):
+    from diffdsl.solvers import ipm
+    prob, x, theta, values = bounded_problems()[case]
+    taken = []
+    original = ipm.BoundSpace.of
+
+    def spy(*args, **kwargs):
+        taken.append(original(*args, **kwargs))
+        return taken[-1]
+
+    monkeypatch.setattr(ipm.BoundSpace, "of", spy)
+    native = prob.compile(solver="native", fast_paths=False).solve(values)
+    assert taken and taken[0] is not None
+    exact = prob.compile(fast_paths=False).solve(values, refine=True)
+    assert all(s is dd.SolveStatus.OPTIMAL for s in native.status)
+    np.testing.assert_allclose(native[x], exact[x], atol=1e-7)
+    assert native._batch_derivative.usable.all()
+    g = rng.normal(size=native[x].shape)
+    np.testing.assert_allclose(native.vjp({x: g})[theta], exact.vjp({x: g})[theta],
+                               atol=1e-8)
+
+
 @pytest.mark.parametrize("make", ["qp", "socp"])
 def test_elements_the_polish_misses_continue_their_iterations(make, monkeypatch):
-    """With the hand-off far too early (relative error 0.3) the polish cannot finish most
-    elements: they continue from where they stopped, and the batch still ends exact, equal
-    to Clarabel's solutions and the HSDE derivative, within the iteration limit."""
+    """With the early hand-off (row space) far too early (relative error 0.3) the polish
+    cannot finish most elements: they continue from where they stopped, and the batch
+    still ends exact, equal to Clarabel's solutions and the HSDE derivative, within the
+    iteration limit."""
     from diffdsl.solvers import ipm
     if make == "qp":
         prob, x, values = dense_qp()
         q = prob.parameters()[0]
-    else:
-        prob, x, q, values = portfolio_socp()
-        values = (values,)
-    monkeypatch.setattr(ipm, "HANDOFF", 0.3)
+    else:                        # projection onto a ball and a halfspace: P definite
+        x, q, G = dd.Variable(6), dd.Parameter(6), rng.normal(size=(2, 6))
+        prob = dd.Problem(dd.Minimize(dd.sum_squares(x - q)), [dd.norm(x) <= 1, G @ x <= 0.2])
+        values = (2 * rng.normal(size=(8, 6)),)
+    monkeypatch.setattr(ipm, "EARLY_HANDOFF", 0.3)
     starts = []
     original = ipm.interior_point
 

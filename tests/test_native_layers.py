@@ -206,6 +206,37 @@ def test_jax_native_check_grads_and_jit(make):
     np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), atol=1e-10)
 
 
+def test_bound_space_in_the_torch_and_jax_layers_equals_the_clarabel_layer(monkeypatch):
+    """The simplex projection without its fast path: the native layers solve its Newton
+    systems in the bound space (PyTorch: checked on the values; JAX: known before tracing,
+    as P and A are constant), with values and gradients the Clarabel layer's."""
+    from diffdsl.backends.torch import TorchLayer
+    n = 8
+    y, th = dd.Variable(n), dd.Parameter(n)
+    prob = dd.Problem(dd.Minimize(dd.sum_squares(y - th)), [dd.sum(y) == 1, y >= 0])
+    theta = np.random.default_rng(13).normal(size=(6, n))
+    g = np.random.default_rng(14).normal(size=(6, n))
+    reference = TorchLayer(prob, [th], [y], fast_paths=False)
+    t = torch.tensor(theta, requires_grad=True)
+    (reference(t)[0] * torch.tensor(g)).sum().backward()
+    layer = JaxLayer(prob, [th], [y], solver="native", fast_paths=False)
+    assert layer.core.native.constant_bounds
+    value, grad = jax.jit(jax.value_and_grad(
+        lambda p: jnp.sum(layer(p)[0] * g)))(jnp.asarray(theta))
+    expected = (reference(torch.tensor(theta))[0] * torch.tensor(g)).sum()
+    np.testing.assert_allclose(float(value), float(expected), rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(grad), t.grad.numpy(), atol=1e-9)
+    from diffdsl.solvers import ipm
+    taken, original = [], ipm.BoundSpace.of
+    monkeypatch.setattr(ipm.BoundSpace, "of",
+                        lambda *a, **k: taken.append(original(*a, **k)) or taken[-1])
+    native = TorchLayer(prob, [th], [y], solver="native", fast_paths=False)
+    t2 = torch.tensor(theta, requires_grad=True)
+    (native(t2)[0] * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(t2.grad.numpy(), t.grad.numpy(), atol=1e-9)
+    assert taken and taken[0] is not None
+
+
 def test_jax_native_vmap_of_grad_under_jit_equals_the_clarabel_layer():
     case = CASES[1]()                                         # QP
     values = case.batched_values(4, seed=2)

@@ -13,8 +13,8 @@ of the whole batch with one batched LU, shared by the predictor and the correcto
 when P is definite (``RowSpace``), the m × m matrices S + diag(δI, W²) with S = AP⁻¹Aᵀ
 formed once per batch. Elements converge independently; converged ones stay put. Each
 element keeps its best iterate (relative primal and dual residuals and relative gap).
-``solve_polished`` stops the iterations at ``HANDOFF`` and finishes by Newton's method on the
-KKT map (``Derivative.polish``); elements the polish does not make exact continue.
+``solve_polished`` stops the iterations early and finishes by Newton's method on the KKT map
+(``Derivative.polish``).
 
 The derivative is the implicit one of ``diffdsl.diff.hsde`` at τ = 1: with v = y − s and
 D = DΠ_K*(v) (1 on zero rows, [v > 0] on nonnegative rows, the SOC projection's Jacobian
@@ -38,8 +38,8 @@ AMBIGUOUS = 1e-4    # a solver's complementary pair with min/max above this is n
 EXACT_KINK = 1e-9   # an exact point's relative distance to a projection's kink below which
                     # strict complementarity is taken to fail
 TINY = 1e-300
-HANDOFF = 1e-6       # error at which ``solve_polished`` stops the iterations to polish
-RESUME_HANDOFF = 1e-8  # ... and where it stops them again for elements the polish missed
+HANDOFF = 1e-8       # error at which ``solve_polished`` stops the iterations to polish
+EARLY_HANDOFF = 1e-6  # ... where the derivative's system is the iterations' (row space)
 REFINE_BELOW = 1e-5  # relative error below which the row-space Newton solves are refined
 DENSE_CONE_ROWS = 128  # cone rows up to which the NT scaling is held as dense blocks
 
@@ -263,6 +263,102 @@ class RowSpace:
         Pinv, ok = ops.spd_inverse(P)
         return cls(Pinv, A) if ops.maybe_all(ok) else None
 
+    @property
+    def size(self) -> int:
+        return self.S.shape[-1]
+
+    @property
+    def batch(self) -> int:
+        return self.S.shape[0]
+
+    def factor(self, ops, diag, block):
+        """The factors of S + diag(diag) (+ the cones' block in the corner)."""
+        return ops.factor(ops.add_diagonal(self.S, diag, corner=block))
+
+    def solve(self, ops, factors, a, c):
+        """(dx, u) with P dx + Aᵀu = a, A dx − Hu = c: (S + H) u = AP⁻¹a − c,
+        dx = P⁻¹(a − Aᵀu)."""
+        u = ops.solve(factors, _mv(self.APinv, a) - c)
+        return _mv(self.Pinv, a) - _mv_t(self.APinv, u), u
+
+
+class BoundSpace:
+    """For a diagonal P and nonnegative rows that each bound one variable (a_r x_j ≤ b_r:
+    box constraints, x ≥ 0, ...): the Newton systems P dx + Aᵀu = a, A dx − Hu = c with
+    the bound rows eliminated in closed form, u_b = (a_b dx_j − c_b)/h_b, leave the
+    diagonal Q = P + A_bᵀH_b⁻¹A_b and the other rows' system
+
+        (A_o Q⁻¹ A_oᵀ + H_o) u_o = A_o Q⁻¹ ã − c_o,   ã = a + A_bᵀH_b⁻¹c_b,
+        dx = Q⁻¹(ã − A_oᵀu_o),
+
+    of the other rows' size — 1 × 1 for a projection onto the simplex, 7 × 7 for the
+    portfolio benchmark's SOCP, instead of m × m. Q changes every iteration (H_b does), so
+    A_oQ⁻¹A_oᵀ is formed per iteration (B·m_o²·n operations). ``bounds``: the bound rows
+    and their variables (static: ``bound_rows``)."""
+
+    def __init__(self, ops, p, A, bounds) -> None:
+        rows, cols = bounds
+        m, n = A.shape[-2:]
+        self.rows, self.cols = rows, cols
+        self.others = np.setdiff1d(np.arange(m), rows)
+        self.order = np.argsort(np.concatenate([self.others, rows]))   # (u_o, u_b) → u
+        self.p, self.a = p, A[:, rows, cols]                              # (·, n), (·, nb)
+        E = np.zeros((rows.size, n))
+        E[np.arange(rows.size), cols] = 1.0
+        self.E = ops.constant(E, p)                                       # A_bᵀv = (a·v) E
+        self.A_o = A[:, self.others]
+        self.size = self.others.size
+        self.batch = max(p.shape[0], A.shape[0])
+
+    @classmethod
+    def of(cls, ops, P, A, zero: int, bounds, rivals: int) -> "BoundSpace | None":
+        """The bound space of this batch where it applies (P diagonal, every variable with
+        P_jj > 0 or a nonzero bound) and its system is smaller than ``rivals`` unknowns
+        (the other spaces' size), else None."""
+        if bounds is None or not len(bounds[0]) or A.shape[-2] - len(bounds[0]) >= rivals:
+            return None
+        n = P.shape[-1]
+        p = P[:, np.arange(n), np.arange(n)]
+        if not ops.maybe_all(ops.abs(P).sum(-1) == ops.abs(p)):
+            return None                                   # P not diagonal
+        space = cls(ops, p, A, bounds)
+        reach = p + ops.where(space.a != 0, 1.0, 0.0) @ space.E
+        return space if ops.maybe_all((p >= 0) & (reach > 0)) else None
+
+    def factor(self, ops, diag, block):
+        """(factors of A_oQ⁻¹A_oᵀ + H_o, Q⁻¹, h_b) for H = diag(diag) (+ the cones' block,
+        whose rows are the last of the others)."""
+        h = diag[:, self.rows]
+        qinv = 1.0 / (self.p + (self.a * self.a / h) @ self.E)
+        if not self.size:
+            return None, qinv, h
+        S = (self.A_o * qinv[:, None, :]) @ self.A_o.mT
+        return ops.factor(ops.add_diagonal(S, diag[:, self.others], corner=block)), qinv, h
+
+    def solve(self, ops, factors, a, c):
+        """(dx, u) with P dx + Aᵀu = a, A dx − Hu = c."""
+        factors, qinv, h = factors
+        cb = c[:, self.rows]
+        a = a + (self.a * cb / h) @ self.E
+        if self.size:
+            u_o = ops.solve(factors, _mv(self.A_o, qinv * a) - c[:, self.others])
+            dx = qinv * (a - _mv_t(self.A_o, u_o))
+        else:
+            u_o, dx = c[:, :0], qinv * a
+        u_b = (self.a * dx[:, self.cols] - cb) / h
+        return dx, ops.cat([u_o, u_b], 1)[:, self.order]
+
+
+def bound_rows(rows, cols, cones) -> tuple[np.ndarray, np.ndarray]:
+    """The nonnegative rows of A's sparsity pattern (``rows``, ``cols``: row and column of
+    every stored entry) that hold a single entry: (those rows, their entries' columns)."""
+    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+    count = np.bincount(rows, minlength=cones.zero + cones.nonneg)
+    single = ((rows >= cones.zero) & (rows < cones.zero + cones.nonneg)
+              & (count[rows] == 1))
+    order = np.argsort(rows[single])
+    return rows[single][order], cols[single][order]
+
 
 class _KKT:
     """The Newton system of the method in (dx, dye), with G = W⁻¹A_i, factored once per
@@ -271,24 +367,25 @@ class _KKT:
     equivalent system in (dx, u), P dx + Aᵀu = r_x, A dx − Hu = (r_e, 0), H = diag(0, W²),
     solved in row space — (S + H + δ_e) u = AP⁻¹ r_x − (r_e, 0), dx = P⁻¹(r_x − Aᵀu),
     dye = u_e — with one step of refinement against it once the iterates near the solution
-    (``refine``; P⁻¹ amplifies rounding, which matters below a gap of ~1e-6).
-    ``W=None``: the identity scaling."""
+    (``refine``; P⁻¹ amplifies rounding, which matters below a gap of ~1e-6). A
+    ``BoundSpace`` in place of the ``RowSpace`` solves the same system with the bound rows
+    eliminated. ``W=None``: the identity scaling."""
 
-    def __init__(self, ops, P, A, me: int, W=None, rows: RowSpace | None = None,
-                 refine: bool = True) -> None:
+    def __init__(self, ops, P, A, me: int, W=None, rows=None, refine: bool = True) -> None:
         n, Ae, Ai = P.shape[-1], A[:, :me], A[:, me:]
         self.ops, self.n, self.me, self.rows, self.refine = ops, n, me, rows, refine
         self.P, self.A = P, A
         if rows is not None:
-            B, m = rows.S.shape[0], rows.S.shape[-1]
+            m = A.shape[-2]
             if W is None:
+                B = rows.batch
                 self.H = (ops.cat([ops.zeros((B, me), P), ops.full((B, m - me), 1.0, P)], 1),
                           None)
             else:
                 self.H = W.squared(me)
             diag, block = self.H
             shift = ops.cat([ops.full((me,), REGULARIZATION, P), ops.full((m - me,), 0.0, P)], 0)
-            self.factors = ops.factor(ops.add_diagonal(rows.S, diag + shift, corner=block))
+            self.factors = rows.factor(ops, diag + shift, block)
             return
         G = Ai if W is None else W.apply(Ai, inverse=True)
         K = ops.add_diagonal(P + G.mT @ G, ops.full((n,), REGULARIZATION, P))
@@ -302,7 +399,7 @@ class _KKT:
     def solve(self, rhs_x, rhs_e):
         ops, rows = self.ops, self.rows
         if rows is not None:
-            m = rows.S.shape[-1]
+            m = self.A.shape[-2]
             rhs_u = ops.cat([rhs_e, ops.zeros((rhs_x.shape[0], m - self.me), rhs_x)], 1)
             dx, u = self._rows(rhs_x, rhs_u)
             if self.refine:
@@ -323,14 +420,12 @@ class _KKT:
         return Hu + self.ops.cat([self.ops.zeros((u.shape[0], k), u), _mv(block, u[:, k:])], 1)
 
     def _rows(self, a, c):
-        """(dx, u) with P dx + Aᵀu = a, A dx − Hu = c, through the row-space factors."""
-        rows = self.rows
-        u = self.ops.solve(self.factors, _mv(rows.APinv, a) - c)
-        return _mv(rows.Pinv, a) - _mv_t(rows.APinv, u), u
+        """(dx, u) with P dx + Aᵀu = a, A dx − Hu = c, through the reduced factors."""
+        return self.rows.solve(self.ops, self.factors, a, c)
 
 
 def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: int = 50,
-                   unrolled: bool = False, rows: RowSpace | None = None,
+                   unrolled: bool = False, rows: RowSpace | BoundSpace | None = None,
                    handoff: float | None = None, start=None):
     """Solve the batch (P (B,n,n), c (B,n), A (B,m,n), b (B,m)) in namespace ``ops``; P and
     A may be (1, ·, ·), shared by every element (then their products are one matrix
@@ -340,7 +435,7 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     status one of OPTIMAL, OPTIMAL_INACCURATE, ITERATION_LIMIT (as floats), iterations
     taken and the best iterate's relative error. ``unrolled``: the iterations are written
     so autodiff can follow them (JAX: a fixed-length ``fori_loop``). ``rows``: the batch's
-    ``RowSpace`` (``RowSpace.of``), for solving the Newton systems in row space.
+    ``RowSpace`` (``RowSpace.of``) or ``BoundSpace``, for solving the Newton systems in it.
     ``handoff``: an element stops once its error is below this (≥ tol) because the caller
     polishes by Newton's method (``Derivative.polish``), which finishes in a step or two
     what the interior-point method would take several iterations for; the status still
@@ -444,24 +539,34 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
 
 
 def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: int = 50,
-                   rows: RowSpace | None = None, bar: bool = False):
-    """``interior_point`` stopped at ``HANDOFF`` and polished (``Derivative.polish``): a
-    point with relative error 1e-6 already has its active set, and Newton's method makes it
-    exact in a step or two, where the iterations would take two or three more to 1e-8.
-    Elements the polish did not make exact continue their iterations from where they
-    stopped, to ``RESUME_HANDOFF``, and are polished again (the rest stay where they are).
-    ``bar``: an element also keeps a polished point no worse than the solver's own (see
-    ``Derivative.polish``). Returns (x, y, s, status, iterations, derivative), the
-    derivative factored at the returned points; status OPTIMAL where they are exact."""
-    x, y, s, status, iterations, _ = interior_point(ops, cones, P, c, A, b, tol, max_iter,
-                                                    rows=rows, handoff=HANDOFF)
+                   rows: RowSpace | None = None, bounds: BoundSpace | None = None,
+                   bar: bool = False):
+    """``interior_point`` stopped early and polished (``Derivative.polish``): Newton's
+    method makes a point with the right active set exact in a step or two, where the
+    iterations would take several more. The hand-off is at ``HANDOFF``; at
+    ``EARLY_HANDOFF`` where the iterations' Newton systems and the derivative's are both
+    in row space (P definite, no ``bounds``): from there the polish (whose factorization is
+    the size of one iteration's) saves two or three iterations. Elements it does not make
+    exact then continue their iterations from where they stopped, to ``HANDOFF``, and are
+    polished again (the batch's derivative is factored anew; the others stay where they
+    are). Elsewhere the derivative's system is larger than the iterations', so stopping
+    early costs more than it saves. ``bounds``: the iterations' Newton systems are solved
+    in it (``rows`` then serves the derivative only). ``bar``: an element also keeps a
+    polished point no worse than the solver's own (see ``Derivative.polish``). Returns
+    (x, y, s, status, iterations, derivative), the derivative factored at the returned
+    points; status OPTIMAL where they are exact."""
+    space = rows if bounds is None else bounds
+    early = rows is not None and bounds is None
+    x, y, s, status, iterations, _ = interior_point(
+        ops, cones, P, c, A, b, tol, max_iter, rows=space,
+        handoff=EARLY_HANDOFF if early else HANDOFF)
     d = Derivative(ops, cones, P, A, x, y, s, rows)
     polished = d.polish(c, b, bar=_solver_residual(ops, P, c, A, b, x, y, s) if bar else None)
-    if ops.maybe_any(~d.exact):
+    if early and ops.maybe_any(~d.exact):
         keep = d.exact[:, None]
         start = [ops.where(keep, new, old) for new, old in zip(polished, (x, y, s), strict=True)]
         x, y, s, again, iterations, _ = interior_point(
-            ops, cones, P, c, A, b, tol, max_iter, rows=rows, handoff=RESUME_HANDOFF,
+            ops, cones, P, c, A, b, tol, max_iter, rows=space, handoff=HANDOFF,
             start=(*start, iterations))
         status = ops.where(d.exact, status, again)
         d = Derivative(ops, cones, P, A, x, y, s, rows)
@@ -642,16 +747,21 @@ class Derivative:
 
     def _system_solve(self, rhs, transpose: bool):
         """The factored system's solve; on singular elements its least-squares solution
-        (pseudo-inverse, computed on first need), flagged through ``usable``. (Under a JAX
-        trace singularity is unknown and the LU's answer stands.)"""
+        (their pseudo-inverses, computed on first need), flagged through ``usable``.
+        (Under a JAX trace singularity is unknown and the LU's answer stands.)"""
         ops = self.ops
         sol = ops.solve(self.factors, rhs, transpose)
         if not ops.maybe_any(self.singular, unknown=False):
             return sol
         if self._pinv is None:
-            self._pinv = ops.pinv(self.system)
-        pinv = self._pinv.mT if transpose else self._pinv
-        return ops.where(self.singular[:, None], _mv(pinv, rhs), sol)
+            singular = np.flatnonzero(np.asarray(ops.to_numpy(self.singular)))
+            self._pinv = singular, ops.pinv(self.system[singular])
+        singular, pinv = self._pinv
+        least_squares = _mv(pinv.mT if transpose else pinv, rhs[singular])
+        # back in batch order: the singular elements' solutions, then the others' LU ones
+        others = np.setdiff1d(np.arange(rhs.shape[0]), singular)
+        order = np.argsort(np.concatenate([singular, others]))
+        return ops.cat([least_squares, sol[others]], 0)[order]
 
     def residual(self, P, c, A, b, x, v):
         """F(x, v) = (Px + Aᵀy + c, −Ax + b − s) with y = Π_K*(v), s = y − v."""

@@ -52,16 +52,19 @@ class NativeAdapter(SolverAdapter):
                   ((program.P, values.P.T), (program.A, values.A.T)))
         P, A = program.P.symmetric_dense(Pv), program.A.dense(Av)
         raws, derivative = solve_dense(P, values.c.T, A, values.b.T, program.cones,
-                                       self.options(opts), program=program)
+                                       self.options(opts), program=program,
+                                       bounds=ipm.bound_rows(program.A.indices,
+                                                             program.A.columns, program.cones))
         for raw in raws:
             raw.derivative = derivative
         return raws
 
 
-def solve_dense(P, c, A, b, dims, opts, program=None):
+def solve_dense(P, c, A, b, dims, opts, program=None, bounds=None):
     """The batched method on dense NumPy data P (B, n, n), c (B, n), A (B, m, n), b (B, m)
     (P and A may be (1, ·, ·), shared by the batch):
     (raw solutions, their ``ProgramDerivative`` when ``program`` is given, else None).
+    ``bounds``: A's bound rows (``ipm.bound_rows``), for the Newton systems' ``BoundSpace``.
     (An infeasible or unbounded element diverges; its overflow is expected, not reported.)"""
     ops = fastest_cpu()
     started = time.perf_counter()
@@ -75,8 +78,10 @@ def solve_dense(P, c, A, b, dims, opts, program=None):
         if program is None:
             x, y, s, status, iterations, _ = ipm.interior_point(ops, cones, *data, **limits)
         else:
-            x, y, s, status, iterations, d = ipm.solve_polished(ops, cones, *data, **limits,
-                                                                bar=True)
+            x, y, s, status, iterations, d = ipm.solve_polished(
+                ops, cones, *data, **limits, bar=True,
+                bounds=ipm.BoundSpace.of(ops, data[0], data[2], dims.zero, bounds,
+                                         rows.size if rows else P.shape[-1] + dims.zero))
             derivative = ProgramDerivative(ops, program, d)
         x, y, s, status, iterations = (ops.to_numpy(a) for a in (x, y, s, status, iterations))
     elapsed = time.perf_counter() - started
