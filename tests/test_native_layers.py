@@ -206,10 +206,13 @@ def test_jax_native_check_grads_and_jit(make):
     np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), atol=1e-10)
 
 
-def test_bound_space_in_the_torch_and_jax_layers_equals_the_clarabel_layer(monkeypatch):
+@pytest.mark.parametrize("namespace", ["hybrid", "torch"], ids=["cpu", "all torch"])
+def test_bound_space_in_the_torch_and_jax_layers_equals_the_clarabel_layer(namespace,
+                                                                           monkeypatch):
     """The simplex projection without its fast path: the native layers solve its Newton
-    systems in the bound space (PyTorch: checked on the values; JAX: known before tracing,
-    as P and A are constant), with values and gradients the Clarabel layer's."""
+    systems in the bound space (PyTorch: checked on the values, on the CPU path and all in
+    torch as on a GPU; JAX: known before tracing, as P and A are constant), with values
+    and gradients the Clarabel layer's."""
     from diffdsl.backends.torch import TorchLayer
     n = 8
     y, th = dd.Variable(n), dd.Parameter(n)
@@ -226,7 +229,9 @@ def test_bound_space_in_the_torch_and_jax_layers_equals_the_clarabel_layer(monke
     expected = (reference(torch.tensor(theta))[0] * torch.tensor(g)).sum()
     np.testing.assert_allclose(float(value), float(expected), rtol=1e-10)
     np.testing.assert_allclose(np.asarray(grad), t.grad.numpy(), atol=1e-9)
+    import diffdsl.backends.torch as torch_backend
     from diffdsl.solvers import ipm
+    monkeypatch.setattr(torch_backend, "_native_namespace", lambda device, unrolled: namespace)
     taken, original = [], ipm.BoundSpace.of
     monkeypatch.setattr(ipm.BoundSpace, "of",
                         lambda *a, **k: taken.append(original(*a, **k)) or taken[-1])
