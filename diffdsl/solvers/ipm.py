@@ -371,7 +371,8 @@ class _KKT:
     ``BoundSpace`` in place of the ``RowSpace`` solves the same system with the bound rows
     eliminated. ``W=None``: the identity scaling."""
 
-    def __init__(self, ops, P, A, me: int, W=None, rows=None, refine: bool = True) -> None:
+    def __init__(self, ops, P, A, me: int, W=None, rows: RowSpace | BoundSpace | None = None,
+                 refine: bool = True) -> None:
         n, Ae, Ai = P.shape[-1], A[:, :me], A[:, me:]
         self.ops, self.n, self.me, self.rows, self.refine = ops, n, me, rows, refine
         self.P, self.A = P, A
