@@ -225,20 +225,26 @@ def _shifted_squares(lib, n=6):
         (lib.Problem(lib.Maximize(th @ y - 2 * lib.sum_squares(y + th)), [lib.sum(y) == 0]),
          y, [th], 1),
         # not a unit variable block: a fresh r = 2y − θ carries the square (n equality rows)
-        (lib.Problem(lib.Minimize(lib.sum_squares(2 * y - th)), [y >= 0]), y, [th], n)]
+        (lib.Problem(lib.Minimize(lib.sum_squares(2 * y - th)), [y >= 0]), y, [th], n),
+        # squares weighted by constants: quadratic terms too (diag(2w) in P)
+        (lib.Problem(lib.Minimize(lib.sum(lib.multiply(a * a + 0.1, lib.square(y - th)))),
+                     [lib.sum(y) == 1, y >= 0]), y, [th], 1),
+        (lib.Problem(lib.Minimize(lib.sum(lib.multiply(lib.square(L @ y - th), 3.0))
+                                  + lam * lib.sum(y)), [y >= -1]), y, [th, lam], n)]
 
 
 @pytest.mark.filterwarnings("ignore:You are solving a parameterized problem that is not DPP")
-@pytest.mark.parametrize("case", range(5))
+@pytest.mark.parametrize("case", range(7))
 def test_squares_of_shifted_variables_are_expanded_on_the_variable(case):
     """‖y − θ‖²-type objectives keep their quadratic on y (½yᵀQy + (Qv)ᵀy + ½vᵀQv) instead
-    of a new r = y − θ with equality rows; values and objectives equal CVXPY's, the
-    objective's ½vᵀQv included."""
+    of a new r = y − θ with equality rows, and squares weighted by constants go to P (no
+    cones); values and objectives equal CVXPY's, the objective's ½vᵀQv included."""
     prob, y, params, equality_rows = _shifted_squares(dd)[case]
     cprob, cy, cparams, _ = _shifted_squares(cp)[case]
     program = prob.compile(fast_paths=False).program
     assert program.cones.zero == equality_rows
-    assert program.n == (2 * y.size if case == 4 else y.size)
+    assert program.n == y.size + (y.size if equality_rows == y.size else 0)
+    assert not program.cones.soc and program.P.T.nnz
     local = np.random.default_rng(case)
     values = [np.abs(local.normal(size=(3,) + p.shape)) + 0.5 if p.attributes.get("nonneg")
               else local.normal(size=(3,) + p.shape) for p in params]

@@ -3,14 +3,16 @@
 Quadratic atoms in the objective go to P when the solver accepts P: the objective is split
 into a weighted sum of terms (through +, −, scaling by data, division by constants), and a
 term with a ``quadratic_form`` (sum_squares, quad_form, quad_over_lin with a constant
-denominator, square) becomes weight · ½ rᵀ Q r on its argument r when r is a variable block,
-expanded on the block when r is a block shifted by data (``expand_shifted_square``), and on
-a fresh variable r = its argument otherwise. Every other term is canonicalized with cones.
-Maximize f is solved as minimize −f.
+denominator, square, sums of squares weighted by constants: ``weighted_squares``) becomes
+weight · ½ rᵀ Q r on its argument r when r is a variable block, expanded on the block when
+r is a block shifted by data (``expand_shifted_square``), and on a fresh variable r = its
+argument otherwise. Every other term is canonicalized with cones. Maximize f is solved as
+minimize −f.
 """
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..atoms.affine_arithmetic import AddExpression, DivExpression, Multiply, NegExpression
 from ..atoms.affine_structural import Sum
@@ -120,6 +122,20 @@ def expand_shifted_square(ctx: CanonContext, rows: AffineTensor, Q, weight: Affi
     return cross
 
 
+def weighted_squares(ctx: CanonContext, product: Multiply):
+    """Σ w ∘ r² for constant weights w ≥ 0 (``sum(multiply(w, square(r)))``, weighted least
+    squares): (rows r, Q = 2 diag(w), no rest), or None for any other product."""
+    for data, term in (product.args, product.args[::-1]):
+        if (isinstance(term, Power) and term.p == 2 and not data.variables()
+                and not data.parameters() and data.size in (1, term.size)
+                and product.shape == term.shape):
+            w = np.broadcast_to(np.asarray(data.value, float), term.shape).reshape(-1)
+            if np.all(w >= 0):
+                return (ctx.canon(term.args[0]), sp.diags(2.0 * w, format="csr"),
+                        AffineTensor.zeros(1, ctx.P))
+    return None
+
+
 def variable_block(rows: AffineTensor) -> int | None:
     """The offset k when rows are exactly x[k], x[k+1], … (a variable block), else None."""
     M = rows.matrix
@@ -140,6 +156,10 @@ def quadratic_form(ctx: CanonContext, expr: Expression):
         expr = SumSquares(expr.args[0].args[0])
     if isinstance(expr, Sum) and expr.axis is None and isinstance(expr.args[0], Huber):
         expr = expr.args[0]                   # Σ huber(x_i): huber's form sums its entries
+    if isinstance(expr, Sum) and expr.axis is None and isinstance(expr.args[0], Multiply):
+        weighted = weighted_squares(ctx, expr.args[0])
+        if weighted is not None:
+            return weighted
     if not expr.variables() or not hasattr(expr, "quadratic_form"):
         return None
     form = expr.quadratic_form([ctx.canon(a) for a in expr.args], ctx)
