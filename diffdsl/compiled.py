@@ -21,6 +21,7 @@ from .cones import projections
 from .diff.rules import as_rule, perturbed_vjp
 from .diff.threads import single_threaded_blas
 from .errors import DegenerateDerivativeWarning, NonUniqueSolutionWarning, ParameterValueError
+from .solvers import native
 from .solvers.base import ConeProgramData, RawSolution, SolveStatus, get_adapter
 
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None
@@ -465,6 +466,7 @@ class Solution:
         #: relative KKT residual above which an "optimal" answer is reported inaccurate
         self.accuracy_threshold = max(1e-6, 100 * compiled.adapter.accuracy(self.tolerances))
         self._derivatives: dict = {}
+        self._batch_tried = False             # _batch_for's one attempt
         self.is_refined = False               # set by refine()
         self.batched = batch is not None
         self.raw = raws
@@ -593,11 +595,22 @@ class Solution:
     def refine(self) -> "Solution":
         """Newton-refine every optimal element on the embedding's residual map (see
         ``diff.hsde``): solutions become accurate to ~1e-15 where the solution map is
-        differentiable, and the factorization is kept for the derivative."""
+        differentiable, and the factorization is kept for the derivative. Small LPs, QPs
+        and SOCPs with a definite P are refined as one batch first (``native.polish_batch``:
+        one batched factorization, whose derivative then serves the batch); the elements
+        that leaves inexact are refined one by one."""
         X, Y, S = self.x.T.copy(), self.y.T.copy(), self.s.T.copy()
         self._batch_derivative = None            # it belongs to the unrefined points
         refined = set()
         optimal = [i for i, status in enumerate(self.status) if status.is_optimal]
+        if optimal and self.rule.name == "implicit" and not self.rule.reg:
+            batch = native.polish_batch(self.compiled.program, self.data, X.T, Y.T, S.T)
+            if batch is not None:
+                (x, y, s), self._batch_derivative = batch
+                exact = [i for i in optimal if self._batch_derivative.exact[i]]
+                X[:, exact], Y[:, exact], S[:, exact] = x[exact].T, y[exact].T, s[exact].T
+                refined.update(exact)
+                optimal = [i for i in optimal if i not in refined]
         with single_threaded_blas():
             self._derivatives_together(optimal)
             for i in optimal:
@@ -613,8 +626,13 @@ class Solution:
     def exact(self, i: int) -> bool:
         """Whether element i is optimal and its refined point is a KKT point to rounding
         (False when not refined)."""
+        if not self.status[i].is_optimal:
+            return False
+        batch = self._batch_derivative
+        if self.is_refined and batch is not None and batch.exact[i]:
+            return True
         d = self._derivatives.get(self._default_key(i))
-        return self.status[i].is_optimal and d is not None and d.exact
+        return d is not None and d.exact
 
     def _default_key(self, i: int) -> tuple:
         """``derivative(i)``'s cache key with its default arguments."""
@@ -709,8 +727,8 @@ class Solution:
         (``hsde.DataCotangent``); gx (B, n), gy (B, m). Failed elements get zero."""
         from .diff.hsde import DataCotangent
         self._refuse_unrolled()
-        if self._batched_rule(rule):
-            batch = self._batch_derivative
+        batch = self._batch_for(rule)
+        if batch is not None:
             grads = batch.vjp(gx, gy)
             out = [DataCotangent(grads[0][i], grads[1][i], grads[2][i], grads[3][i])
                    if batch.usable[i] or not self.status[i].is_optimal else None
@@ -721,6 +739,8 @@ class Solution:
                         g.P_values, g.c, g.A_values, g.b)))
                 elif g is None:                     # an element the batch cannot take
                     out[i] = self.derivative(i).vjp(gx[i], gy[i], np.zeros(gy.shape[1]))
+            self._warn_flagged([i for i in range(len(out)) if self.status[i].is_optimal
+                                and not batch.usable[i]])
             return out
         self._check_derivatives(**rule)
         zero = np.zeros(gy.shape[1])
@@ -758,8 +778,8 @@ class Solution:
         if self.rule.name == "perturbed":
             raise ValueError("the perturbed (LPGD) rule has no forward mode; use 'implicit'")
         self._refuse_unrolled()
-        if self._batched_rule(rule):
-            batch = self._batch_derivative
+        batch = self._batch_for(rule)
+        if batch is not None:
             stacked = [np.array([t[k] for t in tangents]) for k in range(4)]
             dx, dy = batch.jvp(*stacked)
             for i, st in enumerate(self.status):
@@ -767,6 +787,8 @@ class Solution:
                     dx[i], dy[i] = 0.0, 0.0
                 elif not batch.usable[i]:           # an element the batch cannot take
                     dx[i], dy[i], _ = self.derivative(i).jvp(*tangents[i])
+            self._warn_flagged([i for i, st in enumerate(self.status)
+                                if st.is_optimal and not batch.usable[i]])
             return dx, dy
         self._check_derivatives(**rule)
         prog = self.compiled.program
@@ -783,11 +805,20 @@ class Solution:
                              "JaxLayer with solver='native' (Solution differentiates by "
                              "'implicit' or 'perturbed')")
 
-    def _batched_rule(self, rule: dict) -> bool:
-        """Whether the solver's own batched derivative answers (native solver, implicit
-        rule without damping, no per-call options, points not refined since)."""
-        return (self._batch_derivative is not None and not rule
-                and self.rule.name == "implicit" and not self.rule.reg)
+    def _batch_for(self, rule: dict):
+        """The batch's own derivative where it answers ``rule`` (the implicit rule without
+        damping, no per-call options), else None: the native solver's, the one ``refine``
+        factored, or — for another solver's unrefined answers — one factored here at their
+        polished points (``native.polish_batch``; tried once)."""
+        if rule or self.rule.name != "implicit" or self.rule.reg:
+            return None
+        if self._batch_derivative is None and not self._batch_tried:
+            self._batch_tried = True
+            if any(status.is_optimal for status in self.status):
+                batch = native.polish_batch(self.compiled.program, self.data, self.x,
+                                            self.y, self.s)
+                self._batch_derivative = None if batch is None else batch[1]
+        return self._batch_derivative
 
     def derivative_flags(self, i: int = 0, **rule) -> list[str]:
         """Why element i's derivative should not be trusted (empty when it can be):
@@ -803,16 +834,20 @@ class Solution:
         """Build the default derivatives of the optimal elements together (lockstep), and
         warn once per solution about elements whose derivative is flagged, and about a
         problem whose solution need not be unique."""
+        optimal = [i for i, status in enumerate(self.status) if status.is_optimal]
         if not rule:                       # the default derivatives: built together
             with single_threaded_blas():
-                self._derivatives_together([i for i, status in enumerate(self.status)
-                                            if status.is_optimal])
-        if getattr(self, "_warned", False):
+                self._derivatives_together(optimal)
+        self._warn_flagged(optimal, **rule)
+
+    def _warn_flagged(self, elements: list[int], **rule) -> None:
+        """Warn once per solution about those of ``elements`` whose derivative is flagged,
+        and about a problem whose solution need not be unique."""
+        if getattr(self, "_warned", False) or not elements:
             return
         self._warned = True
         with single_threaded_blas():
-            flagged = {i: f for i in range(len(self.status))
-                       if self.status[i].is_optimal and (f := self.derivative_flags(i, **rule))}
+            flagged = {i: f for i in elements if (f := self.derivative_flags(i, **rule))}
         self.compiled.warn_if_not_unique([i for i, f in flagged.items()
                                           if any(x.startswith("singular") for x in f)])
         if flagged:
@@ -820,7 +855,7 @@ class Solution:
                               list(flagged.items())[:5])
             warnings.warn(f"derivatives of {len(flagged)} element(s) are not reliable — "
                           f"{shown}. See Solution.derivative_flags(i).",
-                          DegenerateDerivativeWarning, stacklevel=3)
+                          DegenerateDerivativeWarning, stacklevel=4)
 
     def jacobian(self, **rule) -> np.ndarray:
         """Dense d(variables)/d(parameters): rows are the compiled variables' entries (C

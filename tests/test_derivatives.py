@@ -473,3 +473,63 @@ def test_lockstep_refinement_equals_one_by_one_and_projects_the_batch_together(m
         np.testing.assert_allclose(b.z, a.z, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(b.vjp(g, 0 * b.y, 0 * b.s).c, a.vjp(g, 0 * a.y, 0 * a.s).c,
                                    rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------ batched refinement
+def small_qp_batch(B=12, n=8, m=10):
+    """A batch of dense QPs with a definite P, inequality and equality rows."""
+    r = np.random.default_rng(21)
+    L = r.normal(size=(n, n))
+    G, F = r.normal(size=(m, n)), r.normal(size=(2, n))
+    x, q, h = dd.Variable(n), dd.Parameter(n), dd.Parameter(m)
+    prob = dd.Problem(dd.Minimize(0.5 * dd.quad_form(x, L @ L.T / n + np.eye(n)) + q @ x),
+                      [G @ x <= h, F @ x == 0])
+    return prob, x, q, h, (r.normal(size=(B, n)), np.abs(r.normal(size=(B, m))) + 0.2)
+
+
+@pytest.mark.parametrize("refine", [True, False])
+def test_small_batches_from_clarabel_are_refined_and_differentiated_together(refine,
+                                                                             monkeypatch):
+    """Clarabel's answers to small QPs with a definite P are polished as one batch and
+    differentiated by one batched factorization (``native.polish_batch``): refined answers
+    exact, vjp and jvp equal to the one-by-one HSDE derivatives (the batch path off)."""
+    from diffdsl.solvers import native
+    prob, x, q, h, values = small_qp_batch()
+    compiled = prob.compile()
+    sol = compiled.solve(*values, refine=refine)
+    g, dq = rng.normal(size=values[0].shape), rng.normal(size=values[0].shape)
+    grads, (tangents, _) = sol.vjp({x: g}), sol.jvp({q: dq})
+    assert sol._batch_derivative is not None and sol._batch_derivative.usable.all()
+    if refine:
+        assert all(sol.exact(i) for i in range(len(values[0])))
+    monkeypatch.setattr(native, "POLISH_SIZE", 0)                   # one by one
+    alone = compiled.solve(*values, refine=refine)
+    assert alone._batch_derivative is None
+    np.testing.assert_allclose(grads[q], alone.vjp({x: g})[q], atol=1e-10)
+    np.testing.assert_allclose(grads[h], alone.vjp({x: g})[h], atol=1e-10)
+    np.testing.assert_allclose(tangents[x], alone.jvp({q: dq})[0][x], atol=1e-10)
+    np.testing.assert_allclose(sol[x], alone[x], atol=1e-8 if not refine else 1e-12)
+
+
+def test_batch_refinement_leaves_degenerate_elements_to_the_one_by_one_derivative():
+    """An element at a kink (x* = 0 with a zero multiplier) is not the batch's: it is
+    differentiated alone, flagged and warned about; the others come from the batch."""
+    x, p = dd.Variable(2), dd.Parameter(2)
+    prob = dd.Problem(dd.Minimize(dd.sum_squares(x - p)), [x >= 0])
+    values = np.array([[0.5, -1.0], [0.0, 2.0], [1.0, 1.0]])       # element 1 degenerate
+    sol = prob.compile(fast_paths=False).solve(values, refine=True)
+    batch = sol._batch_derivative
+    assert batch is not None and list(batch.usable) == [True, False, True]
+    with pytest.warns(dd.DegenerateDerivativeWarning, match="element 1"):
+        grad = sol.vjp({x: np.ones((3, 2))})[p]
+    np.testing.assert_allclose(grad[[0, 2]], [[1.0, 0.0], [1.0, 1.0]], atol=1e-12)
+
+
+def test_batch_refinement_needs_a_definite_P_and_the_native_cones():
+    """An LP (P = 0) and an exponential-cone problem are refined one by one."""
+    y, c = dd.Variable(3), dd.Parameter(3)
+    lp = dd.Problem(dd.Minimize(c @ y), [y >= 0, dd.sum(y) == 1])
+    assert lp.compile().solve(rng.normal(size=(2, 3)), refine=True)._batch_derivative is None
+    softmax = dd.Problem(dd.Maximize(c @ y + dd.sum(dd.entr(y))), [dd.sum(y) == 1])
+    sol = softmax.compile(fast_paths=False).solve(rng.normal(size=(2, 3)), refine=True)
+    assert sol._batch_derivative is None

@@ -340,18 +340,27 @@ class HybridArrays(NumpyArrays):
         """A tensor sharing a's memory where it can (a copy if a is read-only)."""
         return self.torch.torch.from_numpy(np.require(a, np.float64, ["C", "W"]))
 
+    def _plain(self):
+        """PyTorch calls on plain tensors even inside a torch.func transform (a layer's
+        forward mode runs its host solve there)."""
+        return self.torch.torch._C._DisableFuncTorch()
+
     def factor(self, K):
-        return self.torch.factor(self._tensor(K))
+        with self._plain():
+            return self.torch.factor(self._tensor(K))
 
     def solve(self, factors, rhs, transpose: bool = False):
-        return self.torch.solve(factors, self._tensor(rhs), transpose).numpy()
+        with self._plain():
+            return self.torch.solve(factors, self._tensor(rhs), transpose).numpy()
 
     def pivots_ok(self, factors, tol: float = 1e-12):
-        return self.torch.pivots_ok(factors, tol).numpy()
+        with self._plain():
+            return self.torch.pivots_ok(factors, tol).numpy()
 
     def spd_inverse(self, P, tol: float = 1e-10):
-        inverse, ok = self.torch.spd_inverse(self._tensor(P), tol)
-        return inverse.numpy(), ok.numpy()
+        with self._plain():
+            inverse, ok = self.torch.spd_inverse(self._tensor(P), tol)
+            return inverse.numpy(), ok.numpy()
 
 
 @functools.cache

@@ -562,7 +562,7 @@ def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         ops, cones, P, c, A, b, tol, max_iter, rows=space,
         handoff=EARLY_HANDOFF if early else HANDOFF)
     d = Derivative(ops, cones, P, A, x, y, s, rows)
-    polished = d.polish(c, b, bar=_solver_residual(ops, P, c, A, b, x, y, s) if bar else None)
+    polished = d.polish(c, b, bar=solver_residual(ops, P, c, A, b, x, y, s) if bar else None)
     if early and ops.maybe_any(~d.exact):
         keep = d.exact[:, None]
         start = [ops.where(keep, new, old) for new, old in zip(polished, (x, y, s), strict=True)]
@@ -572,11 +572,11 @@ def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         status = ops.where(d.exact, status, again)
         d = Derivative(ops, cones, P, A, x, y, s, rows)
         polished = d.polish(c, b,
-                            bar=_solver_residual(ops, P, c, A, b, x, y, s) if bar else None)
+                            bar=solver_residual(ops, P, c, A, b, x, y, s) if bar else None)
     return (*polished, polished_status(ops, status, d.exact), iterations, d)
 
 
-def _solver_residual(ops, P, c, A, b, x, y, s):
+def solver_residual(ops, P, c, A, b, x, y, s):
     """‖(Px + Aᵀy + c, −Ax + b − s)‖ per element: the KKT residual short of complementarity."""
     r = ops.cat([_mv(P, x) + _mv_t(A, y) + c, -_mv(A, x) + b - s], 1)
     return ops.sqrt(ops.sum(r * r, 1))

@@ -47,10 +47,7 @@ class NativeAdapter(SolverAdapter):
 
     def solve_batch(self, program, values, opts) -> list[RawSolution]:
         """Every element of a ``ProgramValues`` batch in one run."""
-        # P and A given once for the batch when θ does not move them (the method shares them)
-        Pv, Av = (v if pattern.depends_on_parameters else v[:1] for pattern, v in
-                  ((program.P, values.P.T), (program.A, values.A.T)))
-        P, A = program.P.symmetric_dense(Pv), program.A.dense(Av)
+        P, A = dense_data(program, values)
         raws, derivative = solve_dense(P, values.c.T, A, values.b.T, program.cones,
                                        self.options(opts), program=program,
                                        bounds=ipm.bound_rows(program.A.indices,
@@ -58,6 +55,46 @@ class NativeAdapter(SolverAdapter):
         for raw in raws:
             raw.derivative = derivative
         return raws
+
+
+def dense_data(program, values):
+    """P (B, n, n) and A (B, m, n) of a ``ProgramValues`` batch as dense arrays; (1, ·, ·)
+    when θ does not move them (the method shares them across the batch)."""
+    Pv, Av = (v if pattern.depends_on_parameters else v[:1] for pattern, v in
+              ((program.P, values.P.T), (program.A, values.A.T)))
+    return program.P.symmetric_dense(Pv), program.A.dense(Av)
+
+
+POLISH_SIZE = 400     # n + m up to which another solver's batch is polished together
+
+
+def polish_batch(program, values, X, Y, S):
+    """Another solver's solutions X (B, n), Y, S (B, m) polished together by the native
+    method's Newton steps on the solution map's residual (``ipm.Derivative.polish``), its
+    derivative factored for the whole batch: ((x, y, s) as (B, ·) arrays, its
+    ``ProgramDerivative``), or None where this does not apply — cones other than zero,
+    nonnegative and second-order, n + m above ``POLISH_SIZE`` (dense), or P not definite
+    somewhere (the batch's derivative then has no row space, and one element at a time,
+    on its reduced sparse system, is cheaper). Elements whose polished point is not exact
+    keep their own point and are marked so (``derivative.exact``)."""
+    if (program.cones.kinds() - NativeAdapter.cone_kinds
+            or program.n + program.m > POLISH_SIZE):
+        return None
+    ops = fastest_cpu()
+    P, A = dense_data(program, values)
+    with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore",
+                                             divide="ignore"):
+        data = [ops.constant(np.ascontiguousarray(a)) for a in (P, values.c.T, A, values.b.T)]
+        rows = ipm.RowSpace.of(ops, data[0], data[2], program.cones.zero)
+        if rows is None:
+            return None
+        cones = ipm.Cones.of(ops, program.cones)
+        x, y, s = (ops.constant(np.nan_to_num(a)) for a in (X, Y, S))   # failed: NaN
+        d = ipm.Derivative(ops, cones, data[0], data[2], x, y, s, rows)
+        polished = d.polish(data[1], data[3],
+                            bar=ipm.solver_residual(ops, *data, x, y, s))
+        return (tuple(np.array(ops.to_numpy(a)) for a in polished),
+                ProgramDerivative(ops, program, d))
 
 
 def solve_dense(P, c, A, b, dims, opts, program=None, bounds=None):
@@ -99,6 +136,8 @@ class ProgramDerivative:
     def __init__(self, ops, program, derivative: ipm.Derivative) -> None:
         self.ops, self.program, self.derivative = ops, program, derivative
         self.usable = ops.to_numpy(derivative.usable).astype(bool)
+        #: elements whose (polished) point is a KKT point to rounding
+        self.exact = np.array(ops.to_numpy(derivative.exact), dtype=bool)
 
     def vjp(self, gx: np.ndarray, gy: np.ndarray):
         """(grad P values, grad c, grad A values, grad b), each (B, ·), of ⟨gx, x⟩ + ⟨gy, y⟩."""
