@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from ..diff.threads import single_threaded_blas
+from ..diff.threads import single_threaded_blas, single_threaded_torch
 from . import ipm
 from .arrays import fastest_cpu
 from .base import RawSolution, SolverAdapter, SolveStatus, register
@@ -82,8 +82,9 @@ def polish_batch(program, values, X, Y, S):
         return None
     ops = fastest_cpu()
     P, A = dense_data(program, values)
-    with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore",
-                                             divide="ignore"):
+    # one PyTorch thread: this runs between a solver pool's batches (see the threads module)
+    with single_threaded_blas(), single_threaded_torch(), np.errstate(
+            over="ignore", invalid="ignore", divide="ignore"):
         data = [ops.constant(np.ascontiguousarray(a)) for a in (P, values.c.T, A, values.b.T)]
         rows = ipm.RowSpace.of(ops, data[0], data[2], program.cones.zero)
         if rows is None:
@@ -131,7 +132,8 @@ class ProgramDerivative:
     """The batch's derivative (``ipm.Derivative``, at the points ``ipm.solve_polished``
     returned) in the terms ``Solution`` uses: NumPy arrays, P and A by their values on the
     program's sparsity patterns; ``usable`` marks the elements it answers for (the others
-    are differentiated one by one)."""
+    are differentiated one by one). Its solves run on one BLAS and one PyTorch thread:
+    threads left spinning after them would slow the solver pool's next batch."""
 
     def __init__(self, ops, program, derivative: ipm.Derivative) -> None:
         self.ops, self.program, self.derivative = ops, program, derivative
@@ -142,8 +144,9 @@ class ProgramDerivative:
     def vjp(self, gx: np.ndarray, gy: np.ndarray):
         """(grad P values, grad c, grad A values, grad b), each (B, ·), of ⟨gx, x⟩ + ⟨gy, y⟩."""
         ops, prog = self.ops, self.program
-        gP, gc, gA, gb = (ops.to_numpy(g) for g in self.derivative.vjp(
-            ops.constant(gx), ops.constant(gy)))
+        with single_threaded_blas(), single_threaded_torch():
+            grads = self.derivative.vjp(ops.constant(gx), ops.constant(gy))
+        gP, gc, gA, gb = (ops.to_numpy(g) for g in grads)
         pr, pc = prog.P.indices, prog.P.columns
         grad_P = gP[:, pr, pc] + np.where(pr != pc, gP[:, pc, pr], 0.0)
         return grad_P, gc, gA[:, prog.A.indices, prog.A.columns], gb
@@ -152,7 +155,8 @@ class ProgramDerivative:
         """(dx, dy), each (B, ·), for data tangents (B, ·) (P and A by their values)."""
         prog, ops = self.program, self.ops
         P, A = prog.P.symmetric_dense(dP), prog.A.dense(dA)
-        dx, dy, _ = self.derivative.jvp(*(ops.constant(a) for a in (P, dc, A, db)))
+        with single_threaded_blas(), single_threaded_torch():
+            dx, dy, _ = self.derivative.jvp(*(ops.constant(a) for a in (P, dc, A, db)))
         return ops.to_numpy(dx), ops.to_numpy(dy)
 
 
