@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from ..diff.threads import single_threaded_blas, single_threaded_torch
+from ..diff.threads import single_threaded_blas, single_threaded_openmp
 from . import ipm
 from .arrays import fastest_cpu
 from .base import RawSolution, SolverAdapter, SolveStatus, register
@@ -83,7 +83,7 @@ def polish_batch(program, values, X, Y, S):
     ops = fastest_cpu()
     P, A = dense_data(program, values)
     # one PyTorch thread: this runs between a solver pool's batches (see the threads module)
-    with single_threaded_blas(), single_threaded_torch(), np.errstate(
+    with single_threaded_blas(), single_threaded_openmp(), np.errstate(
             over="ignore", invalid="ignore", divide="ignore"):
         data = [ops.constant(np.ascontiguousarray(a)) for a in (P, values.c.T, A, values.b.T)]
         rows = ipm.RowSpace.of(ops, data[0], data[2], program.cones.zero)
@@ -132,7 +132,7 @@ class ProgramDerivative:
     """The batch's derivative (``ipm.Derivative``, at the points ``ipm.solve_polished``
     returned) in the terms ``Solution`` uses: NumPy arrays, P and A by their values on the
     program's sparsity patterns; ``usable`` marks the elements it answers for (the others
-    are differentiated one by one). Its solves run on one BLAS and one PyTorch thread:
+    are differentiated one by one). Its solves run on one BLAS and one OpenMP thread:
     threads left spinning after them would slow the solver pool's next batch."""
 
     def __init__(self, ops, program, derivative: ipm.Derivative) -> None:
@@ -144,7 +144,7 @@ class ProgramDerivative:
     def vjp(self, gx: np.ndarray, gy: np.ndarray):
         """(grad P values, grad c, grad A values, grad b), each (B, ·), of ⟨gx, x⟩ + ⟨gy, y⟩."""
         ops, prog = self.ops, self.program
-        with single_threaded_blas(), single_threaded_torch():
+        with single_threaded_blas(), single_threaded_openmp():
             grads = self.derivative.vjp(ops.constant(gx), ops.constant(gy))
         gP, gc, gA, gb = (ops.to_numpy(g) for g in grads)
         pr, pc = prog.P.indices, prog.P.columns
@@ -155,7 +155,7 @@ class ProgramDerivative:
         """(dx, dy), each (B, ·), for data tangents (B, ·) (P and A by their values)."""
         prog, ops = self.program, self.ops
         P, A = prog.P.symmetric_dense(dP), prog.A.dense(dA)
-        with single_threaded_blas(), single_threaded_torch():
+        with single_threaded_blas(), single_threaded_openmp():
             dx, dy, _ = self.derivative.jvp(*(ops.constant(a) for a in (P, dc, A, db)))
         return ops.to_numpy(dx), ops.to_numpy(dy)
 
