@@ -77,9 +77,11 @@ def polish_batch(program, values, X, Y, S):
     somewhere (the batch's derivative then has no row space, and one element at a time,
     on its reduced sparse system, is cheaper). Elements whose polished point is not exact
     keep their own point and are marked so (``derivative.exact``)."""
+    diagonal = program.P.indices == program.P.columns
     if (program.cones.kinds() - NativeAdapter.cone_kinds
-            or program.n + program.m > POLISH_SIZE):
-        return None
+            or program.n + program.m > POLISH_SIZE
+            or np.unique(program.P.indices[diagonal]).size < program.n):
+        return None                            # (P definite needs its whole diagonal)
     ops = fastest_cpu()
     P, A = dense_data(program, values)
     # one PyTorch thread: this runs between a solver pool's batches (see the threads module)
