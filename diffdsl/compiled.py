@@ -598,7 +598,7 @@ class Solution:
         differentiable, and the factorization is kept for the derivative. Small LPs, QPs
         and SOCPs with a definite P are refined as one batch first (``native.polish_batch``:
         one batched factorization, whose derivative then serves the batch); the elements
-        that leaves inexact are refined one by one."""
+        it leaves inexact are refined one by one."""
         X, Y, S = self.x.T.copy(), self.y.T.copy(), self.s.T.copy()
         self._batch_derivative = None            # it belongs to the unrefined points
         refined = set()

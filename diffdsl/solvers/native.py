@@ -84,7 +84,7 @@ def polish_batch(program, values, X, Y, S):
         return None                            # (P definite needs its whole diagonal)
     ops = fastest_cpu()
     P, A = dense_data(program, values)
-    # one PyTorch thread: this runs between a solver pool's batches (see the threads module)
+    # one OpenMP thread: this runs between a solver pool's batches (see the threads module)
     with single_threaded_blas(), single_threaded_openmp(), np.errstate(
             over="ignore", invalid="ignore", divide="ignore"):
         data = [ops.constant(np.ascontiguousarray(a)) for a in (P, values.c.T, A, values.b.T)]
@@ -131,8 +131,8 @@ def solve_dense(P, c, A, b, dims, opts, program=None, bounds=None):
 
 
 class ProgramDerivative:
-    """The batch's derivative (``ipm.Derivative``, at the points ``ipm.solve_polished``
-    returned) in the terms ``Solution`` uses: NumPy arrays, P and A by their values on the
+    """The batch's derivative (``ipm.Derivative``, at the points ``ipm.solve_polished`` or
+    ``polish_batch`` polished) in the terms ``Solution`` uses: NumPy arrays, P and A by their values on the
     program's sparsity patterns; ``usable`` marks the elements it answers for (the others
     are differentiated one by one). Its solves run on one BLAS and one OpenMP thread:
     threads left spinning after them would slow the solver pool's next batch."""
