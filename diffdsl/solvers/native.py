@@ -132,10 +132,11 @@ def solve_dense(P, c, A, b, dims, opts, program=None, bounds=None):
 
 class ProgramDerivative:
     """The batch's derivative (``ipm.Derivative``, at the points ``ipm.solve_polished`` or
-    ``polish_batch`` polished) in the terms ``Solution`` uses: NumPy arrays, P and A by their values on the
-    program's sparsity patterns; ``usable`` marks the elements it answers for (the others
-    are differentiated one by one). Its solves run on one BLAS and one OpenMP thread:
-    threads left spinning after them would slow the solver pool's next batch."""
+    ``polish_batch`` polished) in the terms ``Solution`` uses: NumPy arrays, P and A by
+    their values on the program's sparsity patterns; ``usable`` marks the elements it
+    answers for (the others are differentiated one by one). Its solves run on one BLAS and
+    one OpenMP thread: threads left spinning after them would slow the solver pool's next
+    batch."""
 
     def __init__(self, ops, program, derivative: ipm.Derivative) -> None:
         self.ops, self.program, self.derivative = ops, program, derivative
