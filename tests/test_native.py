@@ -9,6 +9,15 @@ from problem_corpus import random_problems
 rng = np.random.default_rng(31)
 
 
+@pytest.fixture(autouse=True)
+def one_by_one_references(monkeypatch):
+    """The references here are Clarabel's answers refined and differentiated one element at
+    a time (``diff.hsde``); the batch polish of other solvers' answers
+    (``native.polish_batch``) runs the native solver's own derivative code, so it is off."""
+    from diffdsl.solvers import native
+    monkeypatch.setattr(native, "POLISH_SIZE", 0)
+
+
 def dense_qp(n=20, m=25, p=4):
     B = rng.normal(size=(n, n))
     Q = B @ B.T / n + np.eye(n)
@@ -219,6 +228,54 @@ def test_bounded_problems_take_the_bound_space_and_match_clarabel(case, monkeypa
     g = rng.normal(size=native[x].shape)
     np.testing.assert_allclose(native.vjp({x: g})[theta], exact.vjp({x: g})[theta],
                                atol=1e-8)
+
+
+@pytest.mark.parametrize("case", [0, 2], ids=["simplex", "portfolio"])
+def test_bound_space_derivative_equals_the_row_space_one(case):
+    """The derivative with the bound rows eliminated (``Derivative(..., bounds)``) against
+    the same derivative in row space: solves with M and Mᵀ at Clarabel's points, and the
+    polished points."""
+    from diffdsl.solvers import arrays, ipm, native
+    prob, x, theta, values = bounded_problems()[case]
+    compiled = prob.compile(fast_paths=False)
+    program, sol = compiled.program, compiled.solve(values)
+    ops = arrays.namespace("numpy")
+    P, A = native.dense_data(program, sol.data)
+    cones = ipm.Cones.of(ops, program.cones)
+    rows = ipm.RowSpace.of(ops, P, A, program.cones.zero)
+    bounds = ipm.BoundSpace.of(ops, P, A, program.cones.zero,
+                               ipm.bound_rows(program.A.indices, program.A.columns,
+                                              program.cones), rows.size)
+    point = (sol.x, sol.y, sol.s)
+    reduced = ipm.Derivative(ops, cones, P, A, *point, rows, bounds)
+    full = ipm.Derivative(ops, cones, P, A, *point, rows)
+    assert reduced.reduced is not None and full.reduced is None
+    assert reduced.system.shape[-1] < full.system.shape[-1]
+    for _ in range(2):
+        r = rng.normal(size=(len(values), program.n + program.m))
+        for transpose in (False, True):
+            np.testing.assert_allclose(reduced.solve(r, transpose), full.solve(r, transpose),
+                                       rtol=1e-9, atol=1e-9)
+        c, b = sol.data.c.T, sol.data.b.T
+        np.testing.assert_allclose(reduced.polish(c, b)[0], full.polish(c, b)[0], atol=1e-12)
+
+
+def test_bound_space_derivative_refuses_a_variable_with_two_active_bounds():
+    """Both bounds of y₀ active (a point where 0 ≤ y₀ ≤ u has u = 0 and both multipliers
+    positive): M is singular there, and the derivative keeps its row-space system."""
+    from diffdsl.solvers import arrays, ipm
+    ops = arrays.namespace("numpy")
+    cones = ipm.Cones(ops, 0, 4, ())
+    P = 2.0 * np.eye(2)[None]
+    A = np.array([[[-1.0, 0.0], [0.0, -1.0], [1.0, 0.0], [0.0, 1.0]]])   # −y ≤ 0, y ≤ u
+    bounds = ipm.BoundSpace.of(ops, P, A, 0, ipm.bound_rows(*np.nonzero(A[0]), cones), 4)
+    rows = ipm.RowSpace.of(ops, P, A, 0)
+    x = np.array([[0.0, 0.5]])
+    y = np.array([[1.0, 0.0, 1.0, 0.0]])          # both bounds of y₀ with a positive dual
+    s = np.array([[0.0, 0.5, 0.0, 0.5]])
+    assert ipm.Derivative(ops, cones, P, A, x, y, s, rows, bounds).reduced is None
+    y_one = np.array([[1.0, 0.0, 0.0, 0.0]])
+    assert ipm.Derivative(ops, cones, P, A, x, y_one, s, rows, bounds).reduced is not None
 
 
 @pytest.mark.parametrize("make", ["qp", "socp"])

@@ -561,7 +561,7 @@ def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     x, y, s, status, iterations, _ = interior_point(
         ops, cones, P, c, A, b, tol, max_iter, rows=space,
         handoff=EARLY_HANDOFF if early else HANDOFF)
-    d = Derivative(ops, cones, P, A, x, y, s, rows)
+    d = Derivative(ops, cones, P, A, x, y, s, rows, bounds)
     polished = d.polish(c, b, bar=solver_residual(ops, P, c, A, b, x, y, s) if bar else None)
     if early and ops.maybe_any(~d.exact):
         keep = d.exact[:, None]
@@ -570,7 +570,7 @@ def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
             ops, cones, P, c, A, b, tol, max_iter, rows=space, handoff=HANDOFF,
             start=(*start, iterations))
         status = ops.where(d.exact, status, again)
-        d = Derivative(ops, cones, P, A, x, y, s, rows)
+        d = Derivative(ops, cones, P, A, x, y, s, rows, bounds)
         polished = d.polish(c, b,
                             bar=solver_residual(ops, P, c, A, b, x, y, s) if bar else None)
     return (*polished, polished_status(ops, status, d.exact), iterations, d)
@@ -616,10 +616,14 @@ class Derivative:
     docstring). ``usable``: elements whose system factors and whose solver point is
     strictly complementary with a margin (``_strictly_complementary``). With a
     ``RowSpace`` (P definite), M's solves go through row space: x = P⁻¹(r₁ − AᵀDw) and
-    (SD + I − D) w = r₂ + AP⁻¹r₁, an m × m system instead of (n + m) × (n + m)."""
+    (SD + I − D) w = r₂ + AP⁻¹r₁, an m × m system instead of (n + m) × (n + m). With a
+    ``BoundSpace`` as well (P diagonal), the bound rows are eliminated in closed form
+    where D allows (``_bound_system``), leaving the other rows' system."""
 
-    def __init__(self, ops, cones: Cones, P, A, x, y, s, rows: RowSpace | None = None):
+    def __init__(self, ops, cones: Cones, P, A, x, y, s, rows: RowSpace | None = None,
+                 bounds: BoundSpace | None = None):
         self.ops, self.cones, self.P, self.A, self.rows = ops, cones, P, A, rows
+        self.bounds = bounds if rows is not None else None
         self.n = P.shape[-1]
         self.raw = (y, s)                                   # the solver's own point
         self.clear = self._strictly_complementary(y, s)
@@ -642,7 +646,10 @@ class Derivative:
         diagonal = ops.cat([1.0 - self.d, ops.full((B, m - k), 1.0, x)], 1)
         corner = None if self.Dq is None else -self.Dq
         self.keep = None
-        if self.rows is not None:
+        self.reduced = None
+        if self.bounds is not None and self._bound_system(corner):
+            pass
+        elif self.rows is not None:
             self.system = ops.add_diagonal(times_D(self.rows.S), diagonal, corner)
         else:
             I_minus_D = ops.add_diagonal(ops.zeros((B, m, m), x), diagonal, corner)
@@ -653,6 +660,61 @@ class Derivative:
         self.singular = ~ops.pivots_ok(self.factors)
         self._pinv = None
         self.usable = self.clear & ~self.singular
+
+    def _bound_system(self, corner) -> bool:
+        """The other rows' system of M with the bound rows eliminated, where D allows: an
+        active bound row (D = 1) fixes its variable, x_j = −r₂/a, an inactive one (D = 0)
+        drops out, w = r₂ + a x_j; with Q = P on the free variables (none fixed twice),
+
+            (A_o Q_free⁻¹ A_oᵀ D_o + I − D_o) w_o = r₂ₒ + A_o(Q_free⁻¹ r₁ + x_fixed).
+
+        False (row space instead) where a variable has two active bounds (M is then
+        singular) or that cannot be known (a JAX trace)."""
+        ops, bounds = self.ops, self.bounds
+        active = self.d[:, bounds.rows]                          # (B, nb): D on bound rows
+        fixed = active @ bounds.E                                # (B, n): active bounds
+        if not ops.maybe_all(fixed <= 1.0):
+            return False
+        k = self.cones.zero + self.cones.nonneg
+        linear = bounds.others[bounds.others < k]                # others' zero/nonneg rows
+        self.reduced = (active, fixed, (1.0 - fixed) / bounds.p, self.d[:, linear])
+        qinv, d_o = self.reduced[2], self.reduced[3]
+        S = (bounds.A_o * qinv[:, None, :]) @ bounds.A_o.mT
+        left = S[:, :, :linear.size] * d_o[:, None, :]
+        SD = left if self.Dq is None else ops.cat([left, S[:, :, linear.size:] @ self.Dq], 2)
+        B = d_o.shape[0]
+        diagonal = ops.cat([1.0 - d_o, ops.full((B, bounds.size - linear.size), 1.0, d_o)], 1)
+        self.system = ops.add_diagonal(SD, diagonal, corner)
+        return True
+
+    def _bound_solve(self, rhs, transpose: bool):
+        """M⁻¹ rhs (or M⁻ᵀ rhs) through the bound rows' elimination (``_bound_system``)."""
+        ops, bounds, n = self.ops, self.bounds, self.n
+        active, fixed, qinv, d_o = self.reduced
+        a, E, A_o = bounds.a, bounds.E, bounds.A_o
+        r1, r2 = rhs[:, :n], rhs[:, n:]
+        r2b, r2o = r2[:, bounds.rows], r2[:, bounds.others]
+
+        def D_o(w):
+            return self.ops.cat([d_o * w[:, :d_o.shape[1]], _mv(self.Dq, w[:, d_o.shape[1]:])],
+                                1) if self.Dq is not None else d_o * w
+
+        if transpose:            # Mᵀ = [[P, −Aᵀ], [DA, I − D]]
+            x_fixed = (active * r2b / a) @ E
+            known = (1.0 - active) * r2b                      # w on inactive bound rows
+            g = r1 + (a * known) @ E
+            w_o = self._system_solve(r2o - D_o(_mv(A_o, qinv * g + x_fixed)), True)
+            x = qinv * (g + _mv_t(A_o, w_o)) + x_fixed
+            t = bounds.p * x - _mv_t(A_o, w_o) - (a * known) @ E - r1
+            w_b = ops.where(active > 0.5, t[:, bounds.cols] / a, r2b)
+        else:                    # M = [[P, AᵀD], [−A, I − D]]
+            x_fixed = (-active * r2b / a) @ E
+            w_o = self._system_solve(r2o + _mv(A_o, qinv * r1 + x_fixed), False)
+            back = _mv_t(A_o, D_o(w_o))
+            x = qinv * (r1 - back) + x_fixed
+            t = r1 - bounds.p * x - back
+            w_b = ops.where(active > 0.5, t[:, bounds.cols] / a, r2b + a * x[:, bounds.cols])
+        return ops.cat([x, ops.cat([w_o, w_b], 1)[:, bounds.order]], 1)
 
     def _strictly_complementary(self, y, s):
         """Per element: every complementary pair of the solver's (y, s) clearly split — on a
@@ -722,6 +784,8 @@ class Derivative:
 
     def _solve(self, rhs, transpose: bool):
         ops, rows, n = self.ops, self.rows, self.n
+        if self.reduced is not None:
+            return self._bound_solve(rhs, transpose)
         if rows is None:
             return self._system_solve(rhs, transpose)
         r1, r2 = rhs[:, :n], rhs[:, n:]

@@ -92,8 +92,11 @@ def polish_batch(program, values, X, Y, S):
         if rows is None:
             return None
         cones = ipm.Cones.of(ops, program.cones)
+        bounds = ipm.BoundSpace.of(ops, data[0], data[2], program.cones.zero,
+                                   ipm.bound_rows(program.A.indices, program.A.columns,
+                                                  program.cones), rows.size)
         x, y, s = (ops.constant(np.nan_to_num(a)) for a in (X, Y, S))   # failed: NaN
-        d = ipm.Derivative(ops, cones, data[0], data[2], x, y, s, rows)
+        d = ipm.Derivative(ops, cones, data[0], data[2], x, y, s, rows, bounds)
         polished = d.polish(data[1], data[3],
                             bar=ipm.solver_residual(ops, *data, x, y, s))
         return (tuple(np.array(ops.to_numpy(a)) for a in polished),
