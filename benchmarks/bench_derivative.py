@@ -111,12 +111,14 @@ def sparse_qp(n=10_000, m=5_000, per_row=20, batch=2, seed=3):
 
 # ------------------------------------------------------------------------- measuring
 def best_of(k, fn, fresh=None):
-    """Fastest of k runs; with ``fresh`` (a Solution), its cached factorizations are
-    dropped before each run so every backward pass factors anew."""
+    """Fastest of k runs; with ``fresh`` (a Solution), its cached factorizations (one per
+    element, and the batch's) are dropped before each run so every backward pass factors
+    anew."""
     best, out = float("inf"), None
     for _ in range(k):
         if fresh is not None and hasattr(fresh, "_derivatives"):
             fresh._derivatives.clear()
+            fresh._batch_derivative, fresh._batch_tried = None, False
         start = time.perf_counter()
         out = fn()
         best = min(best, time.perf_counter() - start)

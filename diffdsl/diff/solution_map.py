@@ -53,8 +53,10 @@ def _per_element(g, shape, batch: int, name: str) -> np.ndarray:
 def parameter_gradients(compiled, grads: list[DataCotangent], batched: bool) -> dict:
     """{Parameter: gradient} from per-element data cotangents: θ̃-gradient = Tᵀ · data."""
     prog = compiled.program
-    theta = np.array([prog.A.T.T @ g.A_values + prog.P.T.T @ g.P_values
-                      + prog.b.T @ g.b + prog.c.T @ g.c for g in grads])[:, 1:]
+    stacked = {k: np.array([getattr(g, k) for g in grads]).T          # (size, B) each
+               for k in ("A_values", "P_values", "b", "c")}
+    theta = np.asarray(prog.A.T.T @ stacked["A_values"] + prog.P.T.T @ stacked["P_values"]
+                       + prog.b.T @ stacked["b"] + prog.c.T @ stacked["c"]).T[:, 1:]
     out = {}
     for p, (offset, size) in parameter_offsets(compiled).items():
         block = theta[:, offset:offset + size].reshape((-1,) + p.shape)

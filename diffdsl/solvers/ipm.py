@@ -899,13 +899,18 @@ class Derivative:
         return ok
 
     def vjp(self, gx, gy):
-        """Dense gradients (P (B,n,n), c, A (B,m,n), b) of ⟨gx, x⟩ + ⟨gy, y⟩."""
-        n, x, y = self.n, self.x, self.y
-        w = -self.solve(self.ops.cat([gx, self.D(gy)], 1), transpose=True)
-        wx, wv = w[:, :n], w[:, n:]
+        """Dense gradients (P (B,n,n), c, A (B,m,n), b) of ⟨gx, x⟩ + ⟨gy, y⟩:
+        ∂P = w_x xᵀ, ∂c = w_x, ∂A = y w_xᵀ − w_v xᵀ, ∂b = w_v (``adjoint``)."""
+        x, y = self.x, self.y
+        wx, wv = self.adjoint(gx, gy)
         grad_P = wx[:, :, None] * x[:, None, :]
         grad_A = y[:, :, None] * wx[:, None, :] - wv[:, :, None] * x[:, None, :]
         return grad_P, wx, grad_A, wv
+
+    def adjoint(self, gx, gy):
+        """(w_x, w_v) = −M⁻ᵀ(gx, D gy): the vectors every data gradient is built from."""
+        w = -self.solve(self.ops.cat([gx, self.D(gy)], 1), transpose=True)
+        return w[:, :self.n], w[:, self.n:]
 
     def jvp(self, dP, dc, dA, db):
         """(dx, dy, ds) for dense data tangents."""

@@ -149,13 +149,17 @@ class ProgramDerivative:
 
     def vjp(self, gx: np.ndarray, gy: np.ndarray):
         """(grad P values, grad c, grad A values, grad b), each (B, ·), of ⟨gx, x⟩ + ⟨gy, y⟩."""
-        ops, prog = self.ops, self.program
+        ops, prog, d = self.ops, self.program, self.derivative
         with single_threaded_blas(), single_threaded_openmp():
-            grads = self.derivative.vjp(ops.constant(gx), ops.constant(gy))
-        gP, gc, gA, gb = (ops.to_numpy(g) for g in grads)
-        pr, pc = prog.P.indices, prog.P.columns
-        grad_P = gP[:, pr, pc] + np.where(pr != pc, gP[:, pc, pr], 0.0)
-        return grad_P, gc, gA[:, prog.A.indices, prog.A.columns], gb
+            wx, wv = (np.asarray(ops.to_numpy(w)) for w in d.adjoint(ops.constant(gx),
+                                                                      ops.constant(gy)))
+        x, y = (np.asarray(ops.to_numpy(a)) for a in (d.x, d.y))
+        # ∂P = w_x xᵀ and ∂A = y w_xᵀ − w_v xᵀ on the patterns' entries only (P symmetric
+        # from its upper triangle: an off-diagonal entry collects both of its positions)
+        pr, pc, ar, ac = prog.P.indices, prog.P.columns, prog.A.indices, prog.A.columns
+        grad_P = wx[:, pr] * x[:, pc] + np.where(pr != pc, wx[:, pc] * x[:, pr], 0.0)
+        grad_A = y[:, ar] * wx[:, ac] - wv[:, ar] * x[:, ac]
+        return grad_P, wx, grad_A, wv
 
     def jvp(self, dP: np.ndarray, dc: np.ndarray, dA: np.ndarray, db: np.ndarray):
         """(dx, dy), each (B, ·), for data tangents (B, ·) (P and A by their values)."""
