@@ -230,6 +230,21 @@ def test_bounded_problems_take_the_bound_space_and_match_clarabel(case, monkeypa
                                atol=1e-8)
 
 
+def test_a_box_projection_has_no_other_rows_in_the_bound_space():
+    """min ‖y − θ‖² s.t. −1 ≤ y ≤ 1: every row is a bound, so the bound space's reduced
+    systems are empty (0 × 0) — in the iterations and in the derivative; the answer is
+    clip(θ, −1, 1) with Jacobian diag(|θ| < 1)."""
+    y, th = dd.Variable(5), dd.Parameter(5)
+    prob = dd.Problem(dd.Minimize(dd.sum_squares(y - th)), [y >= -1, y <= 1])
+    theta = np.array([[-2.0, -0.5, 0.0, 0.7, 3.0], [0.2, 1.5, -1.3, 0.9, -0.1]])
+    sol = prob.compile(solver="native", fast_paths=False).solve(theta)
+    derivative = sol._batch_derivative.derivative
+    assert derivative.reduced is not None and derivative.bounds.size == 0
+    np.testing.assert_allclose(sol[y], np.clip(theta, -1, 1), atol=1e-12)
+    g = rng.normal(size=theta.shape)
+    np.testing.assert_allclose(sol.vjp({y: g})[th], g * (np.abs(theta) < 1), atol=1e-12)
+
+
 @pytest.mark.parametrize("case", [0, 2], ids=["simplex", "portfolio"])
 def test_bound_space_derivative_equals_the_row_space_one(case):
     """The derivative with the bound rows eliminated (``Derivative(..., bounds)``) against
