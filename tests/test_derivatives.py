@@ -533,3 +533,17 @@ def test_batch_refinement_needs_a_definite_P_and_the_native_cones():
     softmax = dd.Problem(dd.Maximize(c @ y + dd.sum(dd.entr(y))), [dd.sum(y) == 1])
     sol = softmax.compile(fast_paths=False).solve(rng.normal(size=(2, 3)), refine=True)
     assert sol._batch_derivative is None
+
+
+def test_a_box_projection_from_clarabel_is_differentiated_as_one_batch():
+    """Twice as many rows as variables (every row a bound): the batch polish still applies
+    (the row space is only its fallback there), with the clip's Jacobian diag(|θ| < 1)."""
+    y, th = dd.Variable(6), dd.Parameter(6)
+    prob = dd.Problem(dd.Minimize(dd.sum_squares(y - th)), [y >= -1, y <= 1])
+    theta = 2 * rng.normal(size=(4, 6))
+    theta[np.abs(np.abs(theta) - 1) < 0.05] = 0.3                 # clear of the kinks
+    sol = prob.compile(fast_paths=False).solve(theta, refine=True)
+    assert sol._batch_derivative is not None and sol._batch_derivative.usable.all()
+    np.testing.assert_allclose(sol[y], np.clip(theta, -1, 1), atol=1e-12)
+    g = rng.normal(size=theta.shape)
+    np.testing.assert_allclose(sol.vjp({y: g})[th], g * (np.abs(theta) < 1), atol=1e-12)

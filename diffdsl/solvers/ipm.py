@@ -28,6 +28,7 @@ steps on the same residual map so the point (and so the derivative) is exact to 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -249,27 +250,35 @@ class RowSpace:
     iterations is a (block) diagonal — no n × n product per iteration (qpth's device)."""
 
     def __init__(self, Pinv, A) -> None:
-        self.Pinv = Pinv
-        self.APinv = A @ Pinv
-        self.S = self.APinv @ A.mT
+        self.Pinv, self.A = Pinv, A
+
+    @functools.cached_property
+    def APinv(self):
+        return self.A @ self.Pinv
+
+    @functools.cached_property
+    def S(self):
+        """AP⁻¹Aᵀ (formed on first use: a derivative in a ``BoundSpace`` may never need it)."""
+        return self.APinv @ self.A.mT
 
     @classmethod
-    def of(cls, ops, P, A, zero: int) -> "RowSpace | None":
-        """The row space of this batch, or None where it does not pay (many more rows than
-        the x-space system has unknowns) or does not exist (P not definite somewhere)."""
+    def of(cls, ops, P, A, zero: int, limit: bool = True) -> "RowSpace | None":
+        """The row space of this batch, or None where it does not exist (P not definite
+        somewhere) or, with ``limit``, does not pay for the iterations (many more rows than
+        the x-space system has unknowns)."""
         m, n = A.shape[-2:]
-        if m > 1.5 * (n + zero) + 8:
+        if limit and m > 1.5 * (n + zero) + 8:
             return None
         Pinv, ok = ops.spd_inverse(P)
         return cls(Pinv, A) if ops.maybe_all(ok) else None
 
     @property
     def size(self) -> int:
-        return self.S.shape[-1]
+        return self.A.shape[-2]
 
     @property
     def batch(self) -> int:
-        return self.S.shape[0]
+        return max(self.Pinv.shape[0], self.A.shape[0])
 
     def factor(self, ops, diag, block):
         """The factors of S + diag(diag) (+ the cones' block in the corner)."""

@@ -88,7 +88,7 @@ def polish_batch(program, values, X, Y, S):
     with single_threaded_blas(), single_threaded_openmp(), np.errstate(
             over="ignore", invalid="ignore", divide="ignore"):
         data = [ops.constant(np.ascontiguousarray(a)) for a in (P, values.c.T, A, values.b.T)]
-        rows = ipm.RowSpace.of(ops, data[0], data[2], program.cones.zero)
+        rows = ipm.RowSpace.of(ops, data[0], data[2], program.cones.zero, limit=False)
         if rows is None:
             return None
         cones = ipm.Cones.of(ops, program.cones)
