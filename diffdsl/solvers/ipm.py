@@ -686,8 +686,8 @@ class Derivative:
             return False
         k = self.cones.zero + self.cones.nonneg
         linear = bounds.others[bounds.others < k]                # others' zero/nonneg rows
-        self.reduced = (active, fixed, (1.0 - fixed) / bounds.p, self.d[:, linear])
-        qinv, d_o = self.reduced[2], self.reduced[3]
+        qinv, d_o = (1.0 - fixed) / bounds.p, self.d[:, linear]    # Q_free⁻¹, D on others
+        self.reduced = (active, qinv, d_o)
         S = (bounds.A_o * qinv[:, None, :]) @ bounds.A_o.mT
         left = S[:, :, :linear.size] * d_o[:, None, :]
         SD = left if self.Dq is None else ops.cat([left, S[:, :, linear.size:] @ self.Dq], 2)
@@ -699,14 +699,16 @@ class Derivative:
     def _bound_solve(self, rhs, transpose: bool):
         """M⁻¹ rhs (or M⁻ᵀ rhs) through the bound rows' elimination (``_bound_system``)."""
         ops, bounds, n = self.ops, self.bounds, self.n
-        active, fixed, qinv, d_o = self.reduced
+        active, qinv, d_o = self.reduced
         a, E, A_o = bounds.a, bounds.E, bounds.A_o
         r1, r2 = rhs[:, :n], rhs[:, n:]
         r2b, r2o = r2[:, bounds.rows], r2[:, bounds.others]
+        k = d_o.shape[1]
 
-        def D_o(w):
-            return self.ops.cat([d_o * w[:, :d_o.shape[1]], _mv(self.Dq, w[:, d_o.shape[1]:])],
-                                1) if self.Dq is not None else d_o * w
+        def D_o(w):                                           # D on the other rows
+            if self.Dq is None:
+                return d_o * w
+            return ops.cat([d_o * w[:, :k], _mv(self.Dq, w[:, k:])], 1)
 
         if transpose:            # Mᵀ = [[P, −Aᵀ], [DA, I − D]]
             x_fixed = (active * r2b / a) @ E
