@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from diffdsl.compiled import CompiledProblem, ProgramValues
 from diffdsl.errors import ParameterValueError
-from diffdsl.solvers import SolveStatus, ipm
+from diffdsl.solvers import SolveStatus, ipm, native
 from diffdsl.solvers.arrays import namespace
 
 BLOCKS = ("P", "c", "A", "b")
@@ -243,9 +243,9 @@ class NativeLayout:
         self.tol, self.max_iter = float(options["tol"]), int(options["max_iter"])
         self.unrolled = compiled.rule.name == "unrolled"
         order = list(SolveStatus)
-        from diffdsl.solvers.native import STATUS
         #: kernel status code → index into list(SolveStatus)
-        self.codes = np.array([order.index(STATUS[k]) for k in sorted(STATUS)], np.int32)
+        self.codes = np.array([order.index(native.STATUS[k]) for k in sorted(native.STATUS)],
+                              np.int32)
         constant_P = prog.P.symmetric_dense(prog.P.T[:, 0].toarray().T)
         #: P is the same for every θ and positive definite: the row space can be used
         #: without looking at values (what a traced JAX call needs)
@@ -253,7 +253,7 @@ class NativeLayout:
                                     and _definite(constant_P))
         #: A's rows that bound one variable each (for the Newton systems' BoundSpace), and
         #: whether that space applies whatever θ is (P and A constant; a traced JAX call)
-        self.bounds = ipm.bound_rows(prog.A.indices, prog.A.columns, prog.cones)
+        self.bounds = native.bound_rows(prog)
         self.constant_bounds = not (prog.P.depends_on_parameters
                                     or prog.A.depends_on_parameters) and ipm.BoundSpace.of(
             namespace("numpy"), constant_P, prog.A.dense(prog.A.T[:, 0].toarray().T),

@@ -405,13 +405,12 @@ def choose_solver(program) -> tuple[str, str]:
     native = get_adapter("native")
     kinds = program.cones.kinds() - native.cone_kinds
     size = program.n + program.m
-    diagonal = np.unique(program.P.indices[program.P.indices == program.P.columns])
     unknowns = program.n + program.cones.zero
     if kinds:
         return AUTO_FALLBACK, f"clarabel: {', '.join(sorted(kinds))} cones"
     if size > AUTO_NATIVE_SIZE:
         return AUTO_FALLBACK, f"clarabel: n + m = {size} > {AUTO_NATIVE_SIZE}"
-    if diagonal.size == program.n:
+    if program.P.full_diagonal:
         why = "a full-diagonal P"
     elif unknowns <= AUTO_XSPACE_SIZE:
         why = f"{unknowns} ≤ {AUTO_XSPACE_SIZE} unknowns in its Newton systems"
@@ -466,7 +465,7 @@ class Solution:
         #: relative KKT residual above which an "optimal" answer is reported inaccurate
         self.accuracy_threshold = max(1e-6, 100 * compiled.adapter.accuracy(self.tolerances))
         self._derivatives: dict = {}
-        self._batch_tried = False             # _batch_for's one attempt
+        self._batch_tried = False             # _polish_together's one attempt
         self.is_refined = False               # set by refine()
         self.batched = batch is not None
         self.raw = raws
@@ -603,14 +602,13 @@ class Solution:
         self._batch_derivative = None            # it belongs to the unrefined points
         refined = set()
         optimal = [i for i, status in enumerate(self.status) if status.is_optimal]
-        if optimal and self.rule.name == "implicit" and not self.rule.reg:
-            batch = native.polish_batch(self.compiled.program, self.data, X.T, Y.T, S.T)
-            if batch is not None:
-                (x, y, s), self._batch_derivative = batch
-                exact = [i for i in optimal if self._batch_derivative.exact[i]]
-                X[:, exact], Y[:, exact], S[:, exact] = x[exact].T, y[exact].T, s[exact].T
-                refined.update(exact)
-                optimal = [i for i in optimal if i not in refined]
+        batch = self._polish_together(X.T, Y.T, S.T)
+        if batch is not None:
+            (x, y, s), self._batch_derivative = batch
+            exact = [i for i in optimal if self._batch_derivative.exact[i]]
+            X[:, exact], Y[:, exact], S[:, exact] = x[exact].T, y[exact].T, s[exact].T
+            refined.update(exact)
+            optimal = [i for i in optimal if i not in refined]
         with single_threaded_blas():
             self._derivatives_together(optimal)
             for i in optimal:
@@ -809,16 +807,24 @@ class Solution:
         """The batch's own derivative where it answers ``rule`` (the implicit rule without
         damping, no per-call options), else None: the native solver's, the one ``refine``
         factored, or — for another solver's unrefined answers — one factored here at their
-        polished points (``native.polish_batch``; tried once)."""
+        polished points (``_polish_together``)."""
         if rule or self.rule.name != "implicit" or self.rule.reg:
             return None
         if self._batch_derivative is None and not self._batch_tried:
-            self._batch_tried = True
-            if any(status.is_optimal for status in self.status):
-                batch = native.polish_batch(self.compiled.program, self.data, self.x,
-                                            self.y, self.s)
-                self._batch_derivative = None if batch is None else batch[1]
+            batch = self._polish_together(self.x, self.y, self.s)
+            self._batch_derivative = None if batch is None else batch[1]
         return self._batch_derivative
+
+    def _polish_together(self, X, Y, S):
+        """The points X (B, n), Y, S (B, m) polished as one batch (``native.polish_batch``:
+        ((x, y, s), its derivative)) where that derivative would serve the compiled rule
+        (implicit, undamped) and some element is optimal, else None; tried once per
+        solution (``refine`` or the first ``vjp``/``jvp``)."""
+        self._batch_tried = True
+        if (self.rule.name != "implicit" or self.rule.reg
+                or not any(status.is_optimal for status in self.status)):
+            return None
+        return native.polish_batch(self.compiled.program, self.data, X, Y, S)
 
     def derivative_flags(self, i: int = 0, **rule) -> list[str]:
         """Why element i's derivative should not be trusted (empty when it can be):

@@ -80,6 +80,13 @@ class SparsePattern:
         """Column index of every stored entry."""
         return np.repeat(np.arange(self.shape[1]), np.diff(self.indptr))
 
+    @cached_property
+    def full_diagonal(self) -> bool:
+        """Whether every diagonal entry of the (square) pattern is stored: for P, a quadratic
+        term on every variable, which a definite P needs."""
+        on = self.indices == self.columns
+        return np.unique(self.indices[on]).size == self.shape[0]
+
     def matvec(self, values: np.ndarray, X: np.ndarray) -> np.ndarray:
         """M x for every column pair of ``values`` (nnz, B) and ``X`` (n, B)."""
         return self._sum_into(values * X[self.columns], self.indices, self.shape[0])

@@ -50,11 +50,15 @@ class NativeAdapter(SolverAdapter):
         P, A = dense_data(program, values)
         raws, derivative = solve_dense(P, values.c.T, A, values.b.T, program.cones,
                                        self.options(opts), program=program,
-                                       bounds=ipm.bound_rows(program.A.indices,
-                                                             program.A.columns, program.cones))
+                                       bounds=bound_rows(program))
         for raw in raws:
             raw.derivative = derivative
         return raws
+
+
+def bound_rows(program):
+    """The program's bound rows and their variables (``ipm.bound_rows`` of A's pattern)."""
+    return ipm.bound_rows(program.A.indices, program.A.columns, program.cones)
 
 
 def dense_data(program, values):
@@ -77,11 +81,9 @@ def polish_batch(program, values, X, Y, S):
     somewhere (the batch's derivative then has no row space, and one element at a time,
     on its reduced sparse system, is cheaper). Elements whose polished point is not exact
     keep their own point and are marked so (``derivative.exact``)."""
-    diagonal = program.P.indices == program.P.columns
     if (program.cones.kinds() - NativeAdapter.cone_kinds
-            or program.n + program.m > POLISH_SIZE
-            or np.unique(program.P.indices[diagonal]).size < program.n):
-        return None                            # (P definite needs its whole diagonal)
+            or program.n + program.m > POLISH_SIZE or not program.P.full_diagonal):
+        return None
     ops = fastest_cpu()
     P, A = dense_data(program, values)
     # one OpenMP thread: this runs between a solver pool's batches (see the threads module)
@@ -93,8 +95,7 @@ def polish_batch(program, values, X, Y, S):
             return None
         cones = ipm.Cones.of(ops, program.cones)
         bounds = ipm.BoundSpace.of(ops, data[0], data[2], program.cones.zero,
-                                   ipm.bound_rows(program.A.indices, program.A.columns,
-                                                  program.cones), rows.size)
+                                   bound_rows(program), rows.size)
         x, y, s = (ops.constant(np.nan_to_num(a)) for a in (X, Y, S))   # failed: NaN
         d = ipm.Derivative(ops, cones, data[0], data[2], x, y, s, rows, bounds)
         polished = d.polish(data[1], data[3],
