@@ -254,6 +254,11 @@ class NativeLayout:
         #: A's rows that bound one variable each (for the Newton systems' BoundSpace), and
         #: whether that space applies whatever θ is (P and A constant; a traced JAX call)
         self.bounds = native.bound_rows(prog)
+        #: P stores every diagonal entry (else it is not definite: no row space)
+        self.full_diagonal_P = prog.P.full_diagonal
+        #: the program's ``SlackSubstitution`` (None: none), which the PyTorch layer solves
+        #: on (JAX solves the program as it is)
+        self.substitution = native.substitution(prog)
         self.constant_bounds = not (prog.P.depends_on_parameters
                                     or prog.A.depends_on_parameters) and ipm.BoundSpace.of(
             namespace("numpy"), constant_P, prog.A.dense(prog.A.T[:, 0].toarray().T),

@@ -14,14 +14,15 @@ its batched derivative in ``_NativeSolve``, or autograd through the iterations f
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
 import torch
 
-from diffdsl.diff.threads import single_threaded_blas
+from diffdsl.diff.threads import single_threaded_blas, single_threaded_openmp
 from diffdsl.errors import DegenerateDerivativeWarning
-from diffdsl.solvers import SolverError, ipm
+from diffdsl.solvers import SolverError, ipm, native
 from diffdsl.solvers.arrays import namespace
 
 from ._core import BLOCKS, LayerCore, Linear
@@ -168,35 +169,53 @@ class _TorchOps:
 
 
 class _NativeSolve(torch.autograd.Function):
-    """Dense (P, c, A, b) ↦ (x, y) by the native solver on the tensors' device; backward and
-    jvp by its batched derivative (``diffdsl.solvers.ipm.Derivative``, factored once)."""
+    """(P, c, A, b) ↦ (x, y) by the native solver on the tensors' device, P and A by their
+    values on the program's patterns (dense inside); backward and jvp by its batched
+    derivative (``diffdsl.solvers.ipm.Derivative``, factored once), P and A's gradients
+    on the patterns' entries only."""
 
     @staticmethod
-    def forward(P, c, A, b, layer, box):
+    def forward(Pv, c, Av, b, layer, box):
         with torch.no_grad():
+            P, A = layer._native_dense(Pv, Av)
             x, y, codes, derivative = layer._native_solve(P, c, A, b)
         box.derivative, box.codes = derivative, codes
         return x, y
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        box = inputs[-1]
-        ctx.derivative, ctx.ok = box.derivative, box.codes <= 1
+        box, layer = inputs[-1], inputs[-2]
+        ctx.derivative, ctx.ok, ctx.layer = box.derivative, box.codes <= 1, layer
         ctx.batches = [len(t) for t in inputs[:4]]
+        ctx.P_entries = inputs[0].shape[1]
 
     @staticmethod
     def backward(ctx, gx, gy):
         ok = ctx.ok[:, None]
         d = ctx.derivative
-        grads = d.call("vjp", torch.where(ok, gx, 0.0), torch.where(ok, gy, 0.0))
+        wx, wv = (torch.where(ok, w, 0.0) for w in d.call(
+            "adjoint", torch.where(ok, gx, 0.0), torch.where(ok, gy, 0.0)))
         _warn_degenerate(d, ctx.ok)
-        grads = (torch.where(ok[..., None] if g.ndim == 3 else ok, g, 0.0) for g in grads)
+        x, y = (torch.where(ok, a, 0.0) for a in d.point())
+        n = x.shape[1]
+        P_index, P_take, A_index = ctx.layer._native_index
+        # (w_x, w_v) give every data gradient (``ipm.data_gradients``): ∂P = w_x xᵀ,
+        # ∂c = w_x, ∂A = y w_xᵀ − w_v xᵀ, ∂b = w_v, here on the patterns' entries only
+        grads = [None, wx, None, wv]
+        if ctx.needs_input_grad[0]:
+            i, j = P_index // n, P_index % n
+            grads[0] = torch.zeros(len(wx), ctx.P_entries, dtype=wx.dtype,
+                                   device=wx.device).index_add(1, P_take, wx[:, i] * x[:, j])
+        if ctx.needs_input_grad[2]:
+            i, j = A_index // n, A_index % n
+            grads[2] = y[:, i] * wx[:, j] - wv[:, i] * x[:, j]
         # a (1, ·) input shared by the batch gets the sum of the elements' gradients
-        return (*(g.sum(0, keepdim=True) if size == 1 else g
+        return (*(g if g is None or size != 1 else g.sum(0, keepdim=True)
                   for g, size in zip(grads, ctx.batches, strict=True)), None, None)
 
     @staticmethod
-    def jvp(ctx, dP, dc, dA, db, *_):
+    def jvp(ctx, dPv, dc, dAv, db, *_):
+        dP, dA = ctx.layer._native_dense(dPv, dAv)
         dx, dy, _ = ctx.derivative.call("jvp", dP, dc, dA, db)
         ok = ctx.ok[:, None]
         return torch.where(ok, dx, 0.0), torch.where(ok, dy, 0.0)
@@ -212,6 +231,10 @@ class _OnDevice:
 
     def back(self, a):
         return a if self.ops.name == "torch" else torch.as_tensor(a, device=self.device)
+
+    def point(self):
+        """(x, y): the point the derivative is taken at."""
+        return tuple(self.back(a) for a in (self.derivative.x, self.derivative.y))
 
     def call(self, method: str, *tensors):
         """The derivative's ``method`` on plain tensors/arrays of the arguments' values (read
@@ -334,7 +357,6 @@ class TorchLayer(torch.nn.Module):
         core, layout = self.core, self.core.native
         core.check_values(_numpy(theta))
         B = theta.shape[0]
-        n, m = layout.n, layout.m
         # P and A stay (1, ·, ·) when θ does not move them: the method shares them
         Pv, Av = data[0], data[2]
         c, b = (t.expand(B, t.shape[1]) for t in (data[1], data[3]))
@@ -342,16 +364,12 @@ class TorchLayer(torch.nn.Module):
             self._native_index = tuple(torch.as_tensor(a, device=device) for a in (
                 layout.P_index, layout.P_take, layout.A_index))
             self._native_device = device
-        P_index, P_take, A_index = self._native_index
-        P = torch.zeros(len(Pv), n * n, dtype=torch.float64, device=device).index_add(
-            1, P_index, Pv[:, P_take]).reshape(-1, n, n)
-        A = torch.zeros(len(Av), m * n, dtype=torch.float64, device=device).index_add(
-            1, A_index, Av).reshape(-1, m, n)
         if layout.unrolled:              # torch's autograd follows the iterations
+            P, A = self._native_dense(Pv, Av)
             x, y, codes, _ = self._native_solve(P, c, A, b, derivative=False)
         else:
             box = _Box()
-            x, y = _NativeSolve.apply(P, c, A, b, self, box)
+            x, y = _NativeSolve.apply(Pv, c, Av, b, self, box)
             codes = box.codes
         self.last_solution = None
         failed = codes > 1
@@ -366,6 +384,17 @@ class TorchLayer(torch.nn.Module):
             y = torch.where(failed[:, None], torch.nan, y)
         return self._outputs(x, y, codes, batch, dtype, device)
 
+    def _native_dense(self, Pv, Av):
+        """Dense P (·, n, n) and A (·, m, n) from their values on the patterns."""
+        layout = self.core.native
+        n, m = layout.n, layout.m
+        P_index, P_take, A_index = self._native_index
+        P = torch.zeros(len(Pv), n * n, dtype=torch.float64, device=Pv.device).index_add(
+            1, P_index, Pv[:, P_take]).reshape(-1, n, n)
+        A = torch.zeros(len(Av), m * n, dtype=torch.float64, device=Av.device).index_add(
+            1, A_index, Av).reshape(-1, m, n)
+        return P, A
+
     def _native_solve(self, P, c, A, b, derivative: bool = True):
         """(x, y, status codes in SolveStatus order, the polished point's derivative). On
         the CPU (implicit rule) the arithmetic is NumPy's and the LU PyTorch's — the fastest
@@ -375,19 +404,23 @@ class TorchLayer(torch.nn.Module):
         hybrid = ops.name == "hybrid"
         data = [_numpy(t) if hybrid else t for t in (P, c, A, b)]
         # (an element that is infeasible or unbounded diverges: its overflow is expected)
-        with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore",
-                                                 divide="ignore"):
+        threads = single_threaded_openmp() if hybrid else contextlib.nullcontext()
+        with single_threaded_blas(), threads, np.errstate(over="ignore", invalid="ignore",
+                                                          divide="ignore"):
             cones = ipm.Cones.of(ops, layout.cones, like=data[0])
-            rows = None if layout.unrolled else ipm.RowSpace.of(ops, data[0], data[2],
-                                                                 layout.cones.zero)
+            rows = None if layout.unrolled or not layout.full_diagonal_P else ipm.RowSpace.of(
+                ops, data[0], data[2], layout.cones.zero)
             limits = dict(tol=layout.tol, max_iter=layout.max_iter, rows=rows)
             d = None
             if derivative:
                 bounds = ipm.BoundSpace.of(ops, data[0], data[2], layout.cones.zero,
                                            layout.bounds, rows.size if rows else
                                            layout.n + layout.cones.zero)
-                x, y, _, status, _, d = ipm.solve_polished(ops, cones, *data, **limits,
-                                                           bounds=bounds)
+                # A is this call's own array (built by _native_forward): hybrid, the
+                # substitution may write over it
+                x, y, _, status, _, d = native.solve_substituted(
+                    ops, cones, *data, layout.substitution, overwrite=hybrid, **limits,
+                    bounds=bounds)
                 d = _OnDevice(d, ops, device)
             else:
                 x, y, _, status, _, _ = ipm.interior_point(ops, cones, *data, **limits,

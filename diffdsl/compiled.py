@@ -597,12 +597,14 @@ class Solution:
         differentiable, and the factorization is kept for the derivative. Small LPs, QPs
         and SOCPs with a definite P are refined as one batch first (``native.polish_batch``:
         one batched factorization, whose derivative then serves the batch); the elements
-        it leaves inexact are refined one by one."""
+        it leaves inexact are refined one by one. (The native solver's answers come
+        polished, with their batch's derivative: its exact elements are refined already.)"""
         X, Y, S = self.x.T.copy(), self.y.T.copy(), self.s.T.copy()
-        self._batch_derivative = None            # it belongs to the unrefined points
+        own, self._batch_derivative = self._batch_derivative, None
         refined = set()
         optimal = [i for i, status in enumerate(self.status) if status.is_optimal]
-        batch = self._polish_together(X.T, Y.T, S.T)
+        batch = ((X.T, Y.T, S.T), own) if own is not None else self._polish_together(
+            X.T, Y.T, S.T)
         if batch is not None:
             (x, y, s), self._batch_derivative = batch
             exact = [i for i in optimal if self._batch_derivative.exact[i]]

@@ -141,6 +141,21 @@ class NumpyArrays:
             inverse[i] = np.linalg.inv(P[i]) if ok[i] else 0.0
         return inverse, ok
 
+    # gathering (eager namespaces only: the sizes depend on values) ----------------------
+    def first_where(self, mask):
+        """Per row of a boolean (B, n) mask, the column indices with True first, in order
+        (a stable sort), as (B, n) indices, and the count of True entries."""
+        return np.argsort(~mask, axis=1, kind="stable"), mask.sum(1)
+
+    def take_along(self, a, index, axis):
+        return np.take_along_axis(a, index, axis)
+
+    def put_along(self, n, index, values):
+        """A (B, n) array of zeros with ``values`` (B, k) at columns ``index`` (B, k)."""
+        out = np.zeros((values.shape[0], n))
+        np.put_along_axis(out, index, values, 1)
+        return out
+
     # control flow ---------------------------------------------------------------------
     def maybe_all(self, a) -> bool:
         """Whether every entry of a boolean array is true; False when that cannot be known
@@ -220,6 +235,15 @@ class TorchArrays(NumpyArrays):
             q = corner.shape[-1]
             out[..., out.shape[-1] - q:, out.shape[-1] - q:] += corner
         return out
+
+    def first_where(self, mask):
+        return self.torch.argsort((~mask).to(self.torch.int8), dim=1, stable=True), mask.sum(1)
+
+    def take_along(self, a, index, axis):
+        return self.torch.take_along_dim(a, index, axis)
+
+    def put_along(self, n, index, values):
+        return self.zeros((values.shape[0], n), values).scatter(1, index, values)
 
     def factor(self, K):
         lu, pivots, _ = self.torch.linalg.lu_factor_ex(K)

@@ -243,6 +243,23 @@ def _mv_t(M, v):
     return (v[..., None, :] @ M)[..., 0, :]
 
 
+class DenseProducts:
+    """Products with the batch's dense P and A (the ``BoundSpace`` has its own, which skip
+    the bound rows' zeros)."""
+
+    def __init__(self, P, A) -> None:
+        self.P, self.A = P, A
+
+    def P_times(self, x):
+        return _mv(self.P, x)
+
+    def times(self, x):
+        return _mv(self.A, x)
+
+    def times_t(self, y):
+        return _mv_t(self.A, y)
+
+
 class RowSpace:
     """For P positive definite: P⁻¹, AP⁻¹ and S = AP⁻¹Aᵀ, computed once per batch. The
     systems of the method and of the derivative, in (x, one unknown per row of A), then
@@ -318,6 +335,18 @@ class BoundSpace:
         self.A_o = A[:, self.others]
         self.size = self.others.size
         self.batch = max(p.shape[0], A.shape[0])
+        self.ops = ops
+
+    def P_times(self, x):
+        return self.p * x
+
+    def times(self, x):
+        """A x: the other rows' dense product, the bound rows' entries."""
+        return self.ops.cat([_mv(self.A_o, x), self.a * x[:, self.cols]], 1)[:, self.order]
+
+    def times_t(self, y):
+        """Aᵀ y."""
+        return _mv_t(self.A_o, y[:, self.others]) + (self.a * y[:, self.rows]) @ self.E
 
     @classmethod
     def of(cls, ops, P, A, zero: int, bounds, rivals: int) -> "BoundSpace | None":
@@ -384,7 +413,7 @@ class _KKT:
                  refine: bool = True) -> None:
         n, Ae, Ai = P.shape[-1], A[:, :me], A[:, me:]
         self.ops, self.n, self.me, self.rows, self.refine = ops, n, me, rows, refine
-        self.P, self.A = P, A
+        self.products = rows if isinstance(rows, BoundSpace) else DenseProducts(P, A)
         if rows is not None:
             m = A.shape[-2]
             if W is None:
@@ -409,12 +438,12 @@ class _KKT:
     def solve(self, rhs_x, rhs_e):
         ops, rows = self.ops, self.rows
         if rows is not None:
-            m = self.A.shape[-2]
+            m, prod = self.H[0].shape[-1], self.products
             rhs_u = ops.cat([rhs_e, ops.zeros((rhs_x.shape[0], m - self.me), rhs_x)], 1)
             dx, u = self._rows(rhs_x, rhs_u)
             if self.refine:
-                ex, eu = self._rows(rhs_x - _mv(self.P, dx) - _mv_t(self.A, u),
-                                    rhs_u - _mv(self.A, dx) + self._H(u))
+                ex, eu = self._rows(rhs_x - prod.P_times(dx) - prod.times_t(u),
+                                    rhs_u - prod.times(dx) + self._H(u))
                 dx, u = dx + ex, u + eu
             return dx, u[:, :self.me]
         rhs = ops.cat([rhs_x, rhs_e], 1) if rhs_e.shape[1] else rhs_x
@@ -455,13 +484,18 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     element is done at once); each element's iterations then count on from its own, up to
     ``max_iter`` in all."""
     zero = cones.zero
-    Ae, Ai, be, bi = A[:, :zero], A[:, zero:], b[:, :zero], b[:, zero:]
+    be, bi = b[:, :zero], b[:, zero:]
     B = c.shape[0]
     ones = cones.identity(c)
+    prod = rows if isinstance(rows, BoundSpace) else DenseProducts(P, A)
+
+    def Ai_t(v):                                    # A_iᵀ v for v on the inequality rows
+        return prod.times_t(ops.cat([ops.zeros((B, zero), v), v], 1))
+
     if start is None:
         # x from the KKT system with unit scaling, s shifted into the cone's interior
-        x, ye = _KKT(ops, P, A, zero, rows=rows).solve(-c + _mv_t(Ai, bi), be)
-        s = bi - _mv(Ai, x)
+        x, ye = _KKT(ops, P, A, zero, rows=rows).solve(-c + Ai_t(bi), be)
+        s = bi - prod.times(x)[:, zero:]
         shift = ops.maximum(1.0 - cones.min_eigenvalue(s), 0.0)
         s = s + shift[:, None] * ones
         z, counts = ones, ops.zeros((B,), c)
@@ -474,8 +508,9 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     stop = tol if handoff is None else max(tol, handoff)
 
     def residuals(x, ye, s, z, Px):
-        rd = Px + c + _mv_t(Ae, ye) + _mv_t(Ai, z)
-        return rd, _mv(Ae, x) - be, _mv(Ai, x) + s - bi
+        rd = Px + c + prod.times_t(ops.cat([ye, z], 1))
+        Ax = prod.times(x)
+        return rd, Ax[:, :zero] - be, Ax[:, zero:] + s - bi
 
     def relative_error(x, s, z, rd, re, ri, Px):
         gap = ops.sum(s * z, 1) / (1.0 + ops.abs(ops.sum(x * Px, 1))
@@ -485,7 +520,7 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
                            gap)
 
     def state_at(x, ye, s, z, best, iterations, stalled):
-        Px = _mv(P, x)
+        Px = prod.P_times(x)
         rd, re, ri = residuals(x, ye, s, z, Px)
         error = relative_error(x, s, z, rd, re, ri, Px)
         better = error < best["error"]
@@ -513,9 +548,9 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
 
         def newton(rc):
             rt = -cones.inv_circ(lam, rc)
-            rhs_x = -rd - _mv_t(Ai, W.vec(rt + W.vec(ri, True), True))
+            rhs_x = -rd - Ai_t(W.vec(rt + W.vec(ri, True), True))
             dx, dye = kkt.solve(rhs_x, -re)
-            Adx = _mv(Ai, dx)
+            Adx = prod.times(dx)[:, zero:]
             return dx, dye, -ri - Adx, W.vec(rt + W.vec(ri + Adx, True), True)
 
         lamlam = cones.circ(lam, lam)
@@ -585,6 +620,14 @@ def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     return (*polished, polished_status(ops, status, d.exact), iterations, d)
 
 
+def data_gradients(x, y, wx, wv):
+    """Dense gradients (P, c, A, b) from the adjoint vectors (w_x, w_v) at (x, y): a change
+    dA moves the residual map as (dAᵀy, −dA x) in (c, b) would, and dP as (dP x, 0)."""
+    grad_P = wx[:, :, None] * x[:, None, :]
+    grad_A = y[:, :, None] * wx[:, None, :] - wv[:, :, None] * x[:, None, :]
+    return grad_P, wx, grad_A, wv
+
+
 def solver_residual(ops, P, c, A, b, x, y, s):
     """‖(Px + Aᵀy + c, −Ax + b − s)‖ per element: the KKT residual short of complementarity."""
     r = ops.cat([_mv(P, x) + _mv_t(A, y) + c, -_mv(A, x) + b - s], 1)
@@ -632,7 +675,7 @@ class Derivative:
     def __init__(self, ops, cones: Cones, P, A, x, y, s, rows: RowSpace | None = None,
                  bounds: BoundSpace | None = None):
         self.ops, self.cones, self.P, self.A, self.rows = ops, cones, P, A, rows
-        self.bounds = bounds if rows is not None else None
+        self.bounds = bounds
         self.n = P.shape[-1]
         self.raw = (y, s)                                   # the solver's own point
         self.clear = self._strictly_complementary(y, s)
@@ -673,12 +716,17 @@ class Derivative:
     def _bound_system(self, corner) -> bool:
         """The other rows' system of M with the bound rows eliminated, where D allows: an
         active bound row (D = 1) fixes its variable, x_j = −r₂/a, an inactive one (D = 0)
-        drops out, w = r₂ + a x_j; with Q = P on the free variables (none fixed twice),
+        drops out, w = r₂ + a x_j. The free variables with P_jj > 0 are eliminated too
+        (Q = P on them); those with P_jj = 0 (kept, K: a free slack of the lasso's
+        substituted program) stay, their row of M reading (A_oᵀD_o w_o)_K = r₁_K:
 
-            (A_o Q_free⁻¹ A_oᵀ D_o + I − D_o) w_o = r₂ₒ + A_o(Q_free⁻¹ r₁ + x_fixed).
+            [[A_o Q⁻¹ A_oᵀ D_o + I − D_o, −A_oK], [A_oKᵀ D_o, 0]] (w_o, x_K)
+                = (r₂ₒ + A_o(Q⁻¹ r₁ + x_fixed), r₁_K)
 
-        False (row space instead) where a variable has two active bounds (M is then
-        singular) or that cannot be known (a JAX trace)."""
+        (Q⁻¹ zero off the eliminated variables; K gathered per element and padded to the
+        batch's largest, the padding's unknowns set to 0). False (row space or x space
+        instead) where a variable has two active bounds (M is then singular) or that
+        cannot be known (a JAX trace)."""
         ops, bounds = self.ops, self.bounds
         active = self.d[:, bounds.rows]                          # (B, nb): D on bound rows
         fixed = active @ bounds.E                                # (B, n): active bounds
@@ -686,20 +734,45 @@ class Derivative:
             return False
         k = self.cones.zero + self.cones.nonneg
         linear = bounds.others[bounds.others < k]                # others' zero/nonneg rows
-        qinv, d_o = (1.0 - fixed) / bounds.p, self.d[:, linear]    # Q_free⁻¹, D on others
-        self.reduced = (active, qinv, d_o)
-        S = (bounds.A_o * qinv[:, None, :]) @ bounds.A_o.mT
-        left = S[:, :, :linear.size] * d_o[:, None, :]
-        SD = left if self.Dq is None else ops.cat([left, S[:, :, linear.size:] @ self.Dq], 2)
-        B = d_o.shape[0]
+        curved = bounds.p > 0
+        qinv = (1.0 - fixed) * ops.where(curved, 1.0, 0.0) / ops.where(curved, bounds.p, 1.0)
+        d_o = self.d[:, linear]                                  # D on the other rows
+        B, n = d_o.shape[0], self.n
+        A_o = ops.broadcast(bounds.A_o, (B,) + bounds.A_o.shape[1:])
+
+        def times_D(X):                                          # X D_o
+            left = X[:, :, :linear.size] * d_o[:, None, :]
+            return left if self.Dq is None else ops.cat([left, X[:, :, linear.size:] @ self.Dq],
+                                                        2)
+
+        S = (A_o * qinv[:, None, :]) @ A_o.mT
         diagonal = ops.cat([1.0 - d_o, ops.full((B, bounds.size - linear.size), 1.0, d_o)], 1)
-        self.system = ops.add_diagonal(SD, diagonal, corner)
+        system = ops.add_diagonal(times_D(S), diagonal, corner)
+        kept, size = None, 0
+        if not ops.maybe_all(curved):
+            mask = (fixed < 0.5) & ~curved
+            order, count = ops.first_where(mask)
+            size = int(ops.to_numpy(count).max())
+        if size:
+            index = order[:, :size]
+            valid = ops.where(ops.constant(np.arange(size), d_o)[None, :] < count[:, None],
+                              1.0, 0.0)                          # (B, K): not padding
+            A_K = ops.take_along(A_o, ops.broadcast(index[:, None, :], (B, bounds.size, size)),
+                                 2) * valid[:, None, :]
+            coupled = times_D(A_K.mT)                            # A_Kᵀ D_o
+            if ops.maybe_any((ops.amax(ops.abs(coupled), 2) == 0) & (valid > 0)):
+                return False           # a variable the data cannot move: x space sets it aside
+            corner_K = ops.add_diagonal(ops.zeros((B, size, size), d_o), 1.0 - valid)
+            system = ops.cat([ops.cat([system, -A_K], 2), ops.cat([coupled, corner_K], 2)], 1)
+            kept = (index, valid)
+        self.reduced = (active, qinv, d_o, kept)
+        self.system = system
         return True
 
     def _bound_solve(self, rhs, transpose: bool):
         """M⁻¹ rhs (or M⁻ᵀ rhs) through the bound rows' elimination (``_bound_system``)."""
         ops, bounds, n = self.ops, self.bounds, self.n
-        active, qinv, d_o = self.reduced
+        active, qinv, d_o, kept = self.reduced
         a, E, A_o = bounds.a, bounds.E, bounds.A_o
         r1, r2 = rhs[:, :n], rhs[:, n:]
         r2b, r2o = r2[:, bounds.rows], r2[:, bounds.others]
@@ -710,19 +783,29 @@ class Derivative:
                 return d_o * w
             return ops.cat([d_o * w[:, :k], _mv(self.Dq, w[:, k:])], 1)
 
+        def solve(top, r):
+            """(w_o, x_K scattered over the variables) from the system with right side
+            (top, r_K)."""
+            if kept is None:
+                return self._system_solve(top, transpose), 0.0
+            index, valid = kept
+            sol = self._system_solve(ops.cat([top, ops.take_along(r, index, 1) * valid], 1),
+                                     transpose)
+            return sol[:, :bounds.size], ops.put_along(n, index, sol[:, bounds.size:] * valid)
+
         if transpose:            # Mᵀ = [[P, −Aᵀ], [DA, I − D]]
             x_fixed = (active * r2b / a) @ E
             known = (1.0 - active) * r2b                      # w on inactive bound rows
             g = r1 + (a * known) @ E
-            w_o = self._system_solve(r2o - D_o(_mv(A_o, qinv * g + x_fixed)), True)
-            x = qinv * (g + _mv_t(A_o, w_o)) + x_fixed
+            w_o, x_K = solve(r2o - D_o(_mv(A_o, qinv * g + x_fixed)), g)
+            x = qinv * (g + _mv_t(A_o, w_o)) + x_fixed + x_K
             t = bounds.p * x - _mv_t(A_o, w_o) - (a * known) @ E - r1
             w_b = ops.where(active > 0.5, t[:, bounds.cols] / a, r2b)
         else:                    # M = [[P, AᵀD], [−A, I − D]]
             x_fixed = (-active * r2b / a) @ E
-            w_o = self._system_solve(r2o + _mv(A_o, qinv * r1 + x_fixed), False)
+            w_o, x_K = solve(r2o + _mv(A_o, qinv * r1 + x_fixed), r1)
             back = _mv_t(A_o, D_o(w_o))
-            x = qinv * (r1 - back) + x_fixed
+            x = qinv * (r1 - back) + x_fixed + x_K
             t = r1 - bounds.p * x - back
             w_b = ops.where(active > 0.5, t[:, bounds.cols] / a, r2b + a * x[:, bounds.cols])
         return ops.cat([x, ops.cat([w_o, w_b], 1)[:, bounds.order]], 1)
@@ -912,11 +995,7 @@ class Derivative:
     def vjp(self, gx, gy):
         """Dense gradients (P (B,n,n), c, A (B,m,n), b) of ⟨gx, x⟩ + ⟨gy, y⟩:
         ∂P = w_x xᵀ, ∂c = w_x, ∂A = y w_xᵀ − w_v xᵀ, ∂b = w_v (``adjoint``)."""
-        x, y = self.x, self.y
-        wx, wv = self.adjoint(gx, gy)
-        grad_P = wx[:, :, None] * x[:, None, :]
-        grad_A = y[:, :, None] * wx[:, None, :] - wv[:, :, None] * x[:, None, :]
-        return grad_P, wx, grad_A, wv
+        return data_gradients(self.x, self.y, *self.adjoint(gx, gy))
 
     def adjoint(self, gx, gy):
         """(w_x, w_v) = −M⁻ᵀ(gx, D gy): the vectors every data gradient is built from."""

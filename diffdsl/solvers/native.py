@@ -24,6 +24,7 @@ from ..diff.threads import single_threaded_blas, single_threaded_openmp
 from . import ipm
 from .arrays import fastest_cpu
 from .base import RawSolution, SolverAdapter, SolveStatus, register
+from .slacks import SlackSubstitution, SubstitutedDerivative
 
 STATUS = {ipm.OPTIMAL: SolveStatus.OPTIMAL,
           ipm.OPTIMAL_INACCURATE: SolveStatus.OPTIMAL_INACCURATE,
@@ -49,8 +50,7 @@ class NativeAdapter(SolverAdapter):
         """Every element of a ``ProgramValues`` batch in one run."""
         P, A = dense_data(program, values)
         raws, derivative = solve_dense(P, values.c.T, A, values.b.T, program.cones,
-                                       self.options(opts), program=program,
-                                       bounds=bound_rows(program))
+                                       self.options(opts), program=program)
         for raw in raws:
             raw.derivative = derivative
         return raws
@@ -59,6 +59,30 @@ class NativeAdapter(SolverAdapter):
 def bound_rows(program):
     """The program's bound rows and their variables (``ipm.bound_rows`` of A's pattern)."""
     return ipm.bound_rows(program.A.indices, program.A.columns, program.cones)
+
+
+def substitution(program) -> SlackSubstitution | None:
+    """The program's ``SlackSubstitution`` (found once per program)."""
+    if not hasattr(program, "_slack_substitution"):
+        program._slack_substitution = SlackSubstitution.of(program)
+    return program._slack_substitution
+
+
+def solve_substituted(ops, cones, P, c, A, b, substitution, overwrite=False, **limits):
+    """``ipm.solve_polished`` of the batch, on its substituted program where
+    ``substitution`` is given (its Newton systems and derivative in the bound space):
+    (x, y, s, status, iterations, derivative) for the original program. ``limits``: as
+    for ``solve_polished`` (its ``bounds``: the original program's ``BoundSpace``).
+    ``overwrite``: A may be written over."""
+    if substitution is None:
+        return ipm.solve_polished(ops, cones, P, c, A, b, **limits)
+    *data, blocks = substitution.data(ops, P, c, A, b, overwrite)
+    rivals = P.shape[-1] + cones.zero
+    bounds = ipm.BoundSpace.of(ops, data[0], data[2], cones.zero, substitution.bounds, rivals)
+    x, y, s, status, iterations, d = ipm.solve_polished(ops, cones, *data,
+                                                        **{**limits, "bounds": bounds})
+    d = SubstitutedDerivative(ops, substitution, d, blocks, b)
+    return d.x, y, s, status, iterations, d
 
 
 def dense_data(program, values):
@@ -104,11 +128,12 @@ def polish_batch(program, values, X, Y, S):
                 ProgramDerivative(ops, program, d))
 
 
-def solve_dense(P, c, A, b, dims, opts, program=None, bounds=None):
+def solve_dense(P, c, A, b, dims, opts, program=None):
     """The batched method on dense NumPy data P (B, n, n), c (B, n), A (B, m, n), b (B, m)
     (P and A may be (1, ·, ·), shared by the batch):
     (raw solutions, their ``ProgramDerivative`` when ``program`` is given, else None).
-    ``bounds``: A's bound rows (``ipm.bound_rows``), for the Newton systems' ``BoundSpace``.
+    Given the ``program``, its bound rows serve the Newton systems (``BoundSpace``), on
+    its ``SlackSubstitution`` where it has one.
     (An infeasible or unbounded element diverges; its overflow is expected, not reported.)"""
     ops = fastest_cpu()
     started = time.perf_counter()
@@ -116,15 +141,17 @@ def solve_dense(P, c, A, b, dims, opts, program=None, bounds=None):
                                              divide="ignore"):
         cones = ipm.Cones.of(ops, dims)
         data = [ops.constant(np.ascontiguousarray(a)) for a in (P, c, A, b)]
-        rows = ipm.RowSpace.of(ops, data[0], data[2], dims.zero)
+        rows = (ipm.RowSpace.of(ops, data[0], data[2], dims.zero)
+                if program is None or program.P.full_diagonal else None)
         limits = dict(tol=float(opts["tol"]), max_iter=int(opts["max_iter"]), rows=rows)
         derivative = None
         if program is None:
             x, y, s, status, iterations, _ = ipm.interior_point(ops, cones, *data, **limits)
         else:
-            x, y, s, status, iterations, d = ipm.solve_polished(
-                ops, cones, *data, **limits, bar=True,
-                bounds=ipm.BoundSpace.of(ops, data[0], data[2], dims.zero, bounds,
+            x, y, s, status, iterations, d = solve_substituted(
+                ops, cones, *data, substitution(program), overwrite=True, **limits, bar=True,
+                bounds=ipm.BoundSpace.of(ops, data[0], data[2], dims.zero,
+                                         bound_rows(program),
                                          rows.size if rows else P.shape[-1] + dims.zero))
             derivative = ProgramDerivative(ops, program, d)
         x, y, s, status, iterations = (ops.to_numpy(a) for a in (x, y, s, status, iterations))

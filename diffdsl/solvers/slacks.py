@@ -1,0 +1,212 @@
+"""Slack substitution: square groups of inequality rows become bounds on their slacks.
+
+For nonnegative rows R_g whose entries lie on variables V_g only, with |R_g| = |V_g| = k,
+a constant invertible block C_g = A[R_g, V_g], no other inequality row on V_g and no
+quadratic term on V_g, the change of variables to the rows' slacks u_g = b_R − C_g x_V,
+
+    x_V = C_g⁻¹ (b_R − u_g),
+
+turns the group's rows into bounds u_g ≥ 0 (row −u_g + s = 0), and the program stays one
+of the same kind: A[:, V_g] → −A[:, V_g] C_g⁻¹, b → b − A[:, V_g] C_g⁻¹ b_R (the group's own
+rows: −I and 0), c_V → −C_g⁻ᵀ c_V; y and s are unchanged. The lasso's ‖x‖₁ ≤ Σt rows
+x_i − t_i ≤ 0, −x_i − t_i ≤ 0 are such pairs (u, v) = (t_i − x_i, t_i + x_i): after the
+substitution every inequality row of the lasso bounds one variable, so the native method
+eliminates them in closed form (``ipm.BoundSpace``) and its Newton systems have the
+equality rows' size.
+
+``SlackSubstitution.of(program)`` finds the groups (statically, from the patterns);
+``data`` maps a batch's dense data; ``primal`` maps a solution back;
+``SubstitutedDerivative`` answers for the original data. NumPy and PyTorch arrays (the
+substitution writes into copies).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from . import ipm
+
+MAX_GROUP = 4          # rows per group
+MAX_CONDITION = 1e8    # of C_g
+
+
+class SlackSubstitution:
+    """The groups, by size k: ``groups[k] = (R (G, k), V (G, k), C (G, k, k), C⁻¹)``."""
+
+    def __init__(self, groups: dict, n: int, m: int, bounds) -> None:
+        self.groups, self.n, self.m = groups, n, m
+        #: the substituted program's bound rows and their variables (``ipm.bound_rows``)
+        self.bounds = bounds
+
+    @classmethod
+    def of(cls, program) -> "SlackSubstitution | None":
+        """The substitution of ``program`` (a ``ParamConeProgram``), or None if it has no
+        such group."""
+        cones, A = program.cones, program.A
+        rows, cols = A.indices, A.columns
+        zero, k = cones.zero, cones.zero + cones.nonneg
+        inequality = rows >= zero
+        constant = np.diff(A.T[:, 1:].tocsr().indptr) == 0
+        per_row = defaultdict(list)
+        for r, j in zip(rows[inequality], cols[inequality], strict=True):
+            per_row[int(r)].append(int(j))
+        touches = np.bincount(cols[inequality], minlength=program.n)   # inequality entries
+        quadratic = np.zeros(program.n, bool)
+        quadratic[program.P.indices] = quadratic[program.P.columns] = True
+        candidates = defaultdict(list)
+        for r, vs in per_row.items():
+            if zero <= r < k and 2 <= len(vs) <= MAX_GROUP:
+                candidates[tuple(sorted(vs))].append(r)
+        entry = {(int(r), int(j)): e for e, (r, j) in enumerate(zip(rows, cols, strict=True))}
+        values = A.T[:, 0].toarray()[:, 0]
+        found = defaultdict(list)
+        for vs, rs in candidates.items():
+            if (len(rs) != len(vs) or touches[list(vs)].sum() != sum(map(len, (per_row[r]
+                                                                              for r in rs)))
+                    or quadratic[list(vs)].any()):
+                continue
+            at = [[entry.get((r, j)) for j in vs] for r in rs]
+            if any(e is not None and not constant[e] for row in at for e in row):
+                continue
+            C = np.array([[0.0 if e is None else values[e] for e in row] for row in at])
+            if np.linalg.cond(C) > MAX_CONDITION:
+                continue
+            found[len(vs)].append((rs, vs, C))
+        if not found:
+            return None
+        groups, rows_of = {}, np.zeros((program.m, program.n), bool)
+        rows_of[rows, cols] = True
+        own = np.concatenate([np.ravel([it[0] for it in items]) for items in found.values()])
+        rows_of[own] = False
+        for size, items in found.items():
+            R, V, C = (np.array([it[i] for it in items]) for i in range(3))
+            touching = np.flatnonzero(rows_of[:, V.ravel()].any(1))   # other rows on V
+            groups[size] = (R, V, touching, C, np.linalg.inv(C))
+        # the substituted pattern: the groups' rows hold −1 on their own slack; a row that
+        # touched a group's variables now touches all of them
+        pattern = rows_of.copy()
+        for R, V, touching, _, _ in groups.values():
+            pattern[np.ix_(touching, V.ravel())] = True
+            pattern[R.ravel(), V.ravel()] = True
+        bounds = ipm.bound_rows(*np.nonzero(pattern), cones)
+        return cls(groups, program.n, program.m, bounds)
+
+    # data ----------------------------------------------------------------------------
+    def data(self, ops, P, c, A, b, overwrite: bool = False):
+        """The substituted batch (P, c, A, b) — P unchanged (it is zero on the groups), A
+        written in place with ``overwrite`` — and the original A's blocks on the groups'
+        variables (``SubstitutedDerivative`` needs them)."""
+        c, b = _copy(ops, c), _copy(ops, b)
+        A = A if overwrite else _copy(ops, A)
+        blocks = []
+        for R, V, touching, _, Cinv in self._constants(ops, c):
+            at = (slice(None), touching[:, None, None], V[None])
+            AV = A[at]                                               # (·, rows, G, k)
+            blocks.append(AV)
+            z0 = _apply(Cinv, b[:, R])                               # C⁻¹ b_R: (B, G, k)
+            b[:, touching] = b[:, touching] - (AV * z0[:, None]).sum(-1).sum(-1)
+            c[:, V] = -_apply(_t(Cinv), c[:, V])
+            A[at] = -(AV[..., None, :] @ Cinv)[..., 0, :]             # −A_V C⁻¹
+            A[:, R[:, :, None], V[:, None, :]] = -ops.constant(np.eye(V.shape[1]), c)
+            b[:, R] = 0.0
+        return P, c, A, b, blocks
+
+    def primal(self, ops, x, b):
+        """x = T x' + C⁻¹ b_R on the groups' variables (x' of the substituted program)."""
+        x = _copy(ops, x)
+        for R, V, _, _, Cinv in self._constants(ops, x):
+            x[:, V] = _apply(Cinv, b[:, R] - x[:, V])
+        return x
+
+    def substituted(self, ops, x, b):
+        """The inverse of ``primal``: x' = b_R − C x_V on the groups' variables."""
+        x = _copy(ops, x)
+        for R, V, _, C, _ in self._constants(ops, x):
+            x[:, V] = b[:, R] - _apply(C, x[:, V])
+        return x
+
+    def _constants(self, ops, like):
+        for R, V, touching, C, Cinv in self.groups.values():
+            yield R, V, touching, ops.constant(C, like), ops.constant(Cinv, like)
+
+
+class SubstitutedDerivative:
+    """An ``ipm.Derivative`` of the substituted program, answering for the original data
+    (the same ``x``, ``y``, ``usable``, ``exact``, ``adjoint``, ``vjp`` and ``jvp``).
+    With x = T x' + Z b_R (T: −C_g⁻¹ on V_g, the identity elsewhere; Z places C_g⁻¹ b_{R_g}
+    on V_g), c' = Tᵀc and b' = b − A Z b_R:
+
+        w_x = T w_x',   w_v = w_v' + Zᵀ(g_x − Aᵀ w_v') on the groups' rows,
+
+    where (w_x', w_v') is the substituted adjoint of (Tᵀ g_x, g_y); A and P's gradients
+    follow from (w_x, w_v) as for any program (``ipm.data_gradients``). Forward mode maps
+    the tangents' effective (dc, db) the same way. ``blocks``: the original A on the
+    groups' variables (from ``SlackSubstitution.data``)."""
+
+    def __init__(self, ops, substitution: SlackSubstitution, derivative, blocks, b) -> None:
+        self.ops, self.sub, self.derivative, self.blocks = ops, substitution, derivative, blocks
+        self.x = substitution.primal(ops, derivative.x, b)
+
+    @property
+    def y(self):
+        return self.derivative.y
+
+    @property
+    def usable(self):
+        return self.derivative.usable
+
+    @property
+    def exact(self):
+        return self.derivative.exact
+
+    def _groups(self, like):
+        return zip(self.sub._constants(self.ops, like), self.blocks, strict=True)
+
+    def _T(self, v, transpose: bool = False):
+        """T v (or Tᵀ v): −C⁻¹ v_V (−C⁻ᵀ v_V) on the groups' variables."""
+        v = _copy(self.ops, v)
+        for (_, V, _, _, Cinv), _ in self._groups(v):
+            v[:, V] = -_apply(_t(Cinv) if transpose else Cinv, v[:, V])
+        return v
+
+    def adjoint(self, gx, gy):
+        wx, wv = self.derivative.adjoint(self._T(gx, transpose=True), gy)
+        out = _copy(self.ops, wv)
+        for (R, V, touching, C, Cinv), AV in self._groups(wv):
+            # (Aᵀ w_v')_V: the other rows' blocks and the group's own C
+            At_wv = (AV * wv[:, touching, None, None]).sum(1) + _apply(_t(C), wv[:, R])
+            out[:, R] = out[:, R] + _apply(_t(Cinv), gx[:, V] - At_wv)
+        return self._T(wx), out
+
+    def vjp(self, gx, gy):
+        return ipm.data_gradients(self.x, self.y, *self.adjoint(gx, gy))
+
+    def jvp(self, dP, dc, dA, db):
+        ops, d, n = self.ops, self.derivative, self.sub.n
+        dc = ipm._mv(dP, self.x) + ipm._mv_t(dA, self.y) + dc
+        db = db - ipm._mv(dA, self.x)
+        shift = ops.zeros(dc.shape, dc)                       # Z db_R
+        db = _copy(ops, db)
+        for (R, V, touching, _, Cinv), AV in self._groups(db):
+            z = _apply(Cinv, db[:, R])
+            shift[:, V] = z
+            db[:, touching] = db[:, touching] - (AV * z[:, None]).sum(-1).sum(-1)
+            db[:, R] = 0.0
+        dz = -d.solve(ops.cat([self._T(dc, transpose=True), db], 1))
+        dv = dz[:, n:]
+        dy = d.D(dv)
+        return self._T(dz[:, :n]) + shift, dy, dy - dv
+
+
+def _copy(ops, a):
+    return a.clone() if ops.name == "torch" else np.array(a)
+
+
+def _apply(M, v):
+    """M_g v_g per group: M (G, k, k), v (B, G, k) → (B, G, k)."""
+    return (M * v[:, :, None, :]).sum(-1)
+
+
+def _t(M):
+    return M.swapaxes(-1, -2)
