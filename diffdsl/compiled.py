@@ -393,6 +393,7 @@ def with_proximal_term(problem, rho):
 
 AUTO_NATIVE_SIZE = 400      # n + m up to which solver="auto" picks the dense native method
 AUTO_XSPACE_SIZE = 150      # without a definite P: n + (equality rows) up to which it does
+AUTO_SUBSTITUTED_SIZE = 600  # n + m up to which it does on a slack substitution's bound space
 AUTO_FALLBACK = "clarabel"
 
 
@@ -401,13 +402,23 @@ def choose_solver(program) -> tuple[str, str]:
     (docs/performance.md): zero, nonnegative and second-order cones, n + m ≤
     AUTO_NATIVE_SIZE, and either a P with a diagonal entry for every variable (so its
     Newton systems can go to row space) or at most AUTO_XSPACE_SIZE unknowns in its
-    x-space Newton systems (n plus the equality rows: small LPs); Clarabel otherwise."""
-    native = get_adapter("native")
-    kinds = program.cones.kinds() - native.cone_kinds
+    x-space Newton systems (n plus the equality rows: small LPs), or, with a slack
+    substitution (``solvers.slacks``: the lasso), n + m ≤ AUTO_SUBSTITUTED_SIZE and at most
+    AUTO_XSPACE_SIZE rows left after its bounds; Clarabel otherwise."""
+    adapter = get_adapter("native")
+    kinds = program.cones.kinds() - adapter.cone_kinds
     size = program.n + program.m
     unknowns = program.n + program.cones.zero
     if kinds:
         return AUTO_FALLBACK, f"clarabel: {', '.join(sorted(kinds))} cones"
+    substitution = native.substitution(program)
+    others = None if substitution is None else program.m - len(substitution.bounds[0])
+    if (others is not None and others <= AUTO_XSPACE_SIZE
+            and size <= AUTO_SUBSTITUTED_SIZE):
+        return "native", (f"native: LP/QP/SOCP with n + m = {size} ≤ {AUTO_SUBSTITUTED_SIZE} "
+                          f"whose slack substitution leaves {others} ≤ {AUTO_XSPACE_SIZE} rows "
+                          "in its Newton systems; elements it does not solve are solved again "
+                          "by clarabel")
     if size > AUTO_NATIVE_SIZE:
         return AUTO_FALLBACK, f"clarabel: n + m = {size} > {AUTO_NATIVE_SIZE}"
     if program.P.full_diagonal:

@@ -35,6 +35,10 @@ class NumpyArrays:
     def to_numpy(self, a) -> np.ndarray:
         return np.asarray(a)
 
+    def contiguous(self, a):
+        """a in row-major memory (a gathered array's products are faster so)."""
+        return np.ascontiguousarray(a)
+
     # elementwise and reductions ----------------------------------------------------
     def where(self, condition, a, b):
         return self.xp.where(condition, a, b)
@@ -208,6 +212,9 @@ class TorchArrays(NumpyArrays):
     def to_numpy(self, a):
         return a.detach().cpu().numpy()
 
+    def contiguous(self, a):
+        return a.contiguous()
+
     def where(self, condition, a, b):
         like = a if self.torch.is_tensor(a) else b if self.torch.is_tensor(b) else condition
         return self.torch.where(condition, self._t(a, like), self._t(b, like))
@@ -284,6 +291,9 @@ class JaxArrays(NumpyArrays):
 
     def constant(self, a, like=None):
         return self.xp.asarray(np.asarray(a, dtype=np.float64))
+
+    def contiguous(self, a):
+        return a
 
     def to_numpy(self, a):
         return np.asarray(a)

@@ -322,7 +322,7 @@ class BoundSpace:
     A_oQ⁻¹A_oᵀ is formed per iteration (B·m_o²·n operations). ``bounds``: the bound rows
     and their variables (static: ``bound_rows``)."""
 
-    def __init__(self, ops, p, A, bounds) -> None:
+    def __init__(self, ops, p, A, bounds, columns: "ColumnClasses | None" = None) -> None:
         rows, cols = bounds
         m, n = A.shape[-2:]
         self.rows, self.cols = rows, cols
@@ -336,30 +336,71 @@ class BoundSpace:
         self.size = self.others.size
         self.batch = max(p.shape[0], A.shape[0])
         self.ops = ops
+        self.columns = columns
+        if columns is not None:
+            self.weights = ops.constant(columns.scale[:, None] ** 2 * columns.members, p)
+            self.members = ops.constant(columns.scale[:, None] * columns.members, p)
+            self.A_dense = ops.contiguous(self.A_o[:, :, columns.dense])
+            self.a_single = self.A_o[:, columns.single_rows, columns.single]
+            self.E_single = ops.constant(columns.single_E, p)
+
+    def gram(self, q):
+        """A_o diag(q) A_oᵀ (by the columns' classes where given: a class's weight is
+        Σ scale² q over its columns; a lead with one entry adds to the diagonal only)."""
+        c = self.columns
+        if c is None:
+            return (self.A_o * q[:, None, :]) @ self.A_o.mT
+        w = q @ self.weights                                            # (B, leads)
+        S = (self.A_dense * w[:, None, c.dense_lead]) @ self.A_dense.mT
+        diagonal = (self.a_single * self.a_single * w[:, c.single_lead]) @ self.E_single
+        return self.ops.add_diagonal(S, diagonal)
+
+    def times_o(self, x):
+        """A_o x (by the columns' classes where given: Σ scale x over a class, times its
+        lead's column)."""
+        c = self.columns
+        if c is None:
+            return _mv(self.A_o, x)
+        lead = x @ self.members
+        return (_mv(self.A_dense, lead[:, c.dense_lead])
+                + (self.a_single * lead[:, c.single_lead]) @ self.E_single)
+
+    def times_o_t(self, y):
+        """A_oᵀ y."""
+        c = self.columns
+        if c is None:
+            return _mv_t(self.A_o, y)
+        empty = self.ops.zeros((y.shape[0], c.lead_order.size - c.dense.size - c.single.size),
+                               y)
+        lead = self.ops.cat([_mv_t(self.A_dense, y), self.a_single * y[:, c.single_rows], empty],
+                            1)
+        return lead[:, c.lead_order] @ self.members.mT
 
     def P_times(self, x):
         return self.p * x
 
     def times(self, x):
         """A x: the other rows' dense product, the bound rows' entries."""
-        return self.ops.cat([_mv(self.A_o, x), self.a * x[:, self.cols]], 1)[:, self.order]
+        return self.ops.cat([self.times_o(x), self.a * x[:, self.cols]], 1)[:, self.order]
 
     def times_t(self, y):
         """Aᵀ y."""
-        return _mv_t(self.A_o, y[:, self.others]) + (self.a * y[:, self.rows]) @ self.E
+        return self.times_o_t(y[:, self.others]) + (self.a * y[:, self.rows]) @ self.E
 
     @classmethod
-    def of(cls, ops, P, A, zero: int, bounds, rivals: int) -> "BoundSpace | None":
+    def of(cls, ops, P, A, zero: int, bounds, rivals: int,
+           columns: "ColumnClasses | None" = None) -> "BoundSpace | None":
         """The bound space of this batch where it applies (P diagonal, every variable with
         P_jj > 0 or a nonzero bound) and its system is smaller than ``rivals`` unknowns
-        (the other spaces' size), else None."""
+        (the other spaces' size), else None. ``columns``: A_o's column classes, where
+        known (``ColumnClasses``)."""
         if bounds is None or not len(bounds[0]) or A.shape[-2] - len(bounds[0]) >= rivals:
             return None
         n = P.shape[-1]
         p = P[:, np.arange(n), np.arange(n)]
         if not ops.maybe_all(ops.abs(P).sum(-1) == ops.abs(p)):
             return None                                   # P not diagonal
-        space = cls(ops, p, A, bounds)
+        space = cls(ops, p, A, bounds, columns)
         reach = p + ops.where(space.a != 0, 1.0, 0.0) @ space.E
         return space if ops.maybe_all((p >= 0) & (reach > 0)) else None
 
@@ -370,7 +411,7 @@ class BoundSpace:
         qinv = 1.0 / (self.p + (self.a * self.a / h) @ self.E)
         if not self.size:
             return None, qinv, h
-        S = (self.A_o * qinv[:, None, :]) @ self.A_o.mT
+        S = self.gram(qinv)
         return ops.factor(ops.add_diagonal(S, diag[:, self.others], corner=block)), qinv, h
 
     def solve(self, ops, factors, a, c):
@@ -379,12 +420,52 @@ class BoundSpace:
         cb = c[:, self.rows]
         a = a + (self.a * cb / h) @ self.E
         if self.size:
-            u_o = ops.solve(factors, _mv(self.A_o, qinv * a) - c[:, self.others])
-            dx = qinv * (a - _mv_t(self.A_o, u_o))
+            u_o = ops.solve(factors, self.times_o(qinv * a) - c[:, self.others])
+            dx = qinv * (a - self.times_o_t(u_o))
         else:
             u_o, dx = c[:, :0], qinv * a
         u_b = (self.a * dx[:, self.cols] - cb) / h
         return dx, ops.cat([u_o, u_b], 1)[:, self.order]
+
+
+@dataclasses.dataclass
+class ColumnClasses:
+    """Static classes of A_o's columns (the rows other than the bounds): column j is
+    ``scale[j]`` times column ``lead[j]`` (a lead: scale 1), as a substitution's slacks of
+    one group are (``slacks``). ``members`` (n, leads): 1 at (j, j's lead);
+    ``dense``/``single``: the leads (columns) with several entries in A_o and with one,
+    ``dense_lead``/``single_lead`` their positions among the leads (``lead_order``: from
+    dense then single back to lead order), ``single_rows`` the single entries' rows (among
+    A_o's), ``single_E`` those rows one-hot (singles, m_o). (A lead without entries is
+    among neither; its class's products are 0.)"""
+
+    scale: np.ndarray
+    members: np.ndarray
+    lead_order: np.ndarray
+    dense: np.ndarray
+    dense_lead: np.ndarray
+    single: np.ndarray
+    single_lead: np.ndarray
+    single_rows: np.ndarray
+    single_E: np.ndarray
+
+    @classmethod
+    def of(cls, lead: np.ndarray, scale: np.ndarray, pattern_o: np.ndarray) -> "ColumnClasses":
+        """From each column's lead and scale and A_o's pattern (m_o, n) (bool)."""
+        leads, position = np.unique(lead, return_inverse=True)
+        count = pattern_o[:, leads].sum(0)
+        keep = count > 0                        # a class without entries contributes 0
+        members = np.zeros((lead.size, leads.size))
+        members[np.arange(lead.size), position] = keep[position]
+        dense_lead, single_lead = np.flatnonzero(count > 1), np.flatnonzero(count == 1)
+        empty = np.flatnonzero(count == 0)
+        lead_order = np.argsort(np.concatenate([dense_lead, single_lead, empty]))
+        single = leads[single_lead]
+        single_rows = pattern_o[:, single].argmax(0)
+        single_E = np.zeros((single.size, pattern_o.shape[0]))
+        single_E[np.arange(single.size), single_rows] = 1.0
+        return cls(np.asarray(scale, float), members, lead_order, leads[dense_lead],
+                   dense_lead, single, single_lead, single_rows, single_E)
 
 
 def bound_rows(rows, cols, cones) -> tuple[np.ndarray, np.ndarray]:
@@ -737,7 +818,7 @@ class Derivative:
         curved = bounds.p > 0
         qinv = (1.0 - fixed) * ops.where(curved, 1.0, 0.0) / ops.where(curved, bounds.p, 1.0)
         d_o = self.d[:, linear]                                  # D on the other rows
-        B, n = d_o.shape[0], self.n
+        B = d_o.shape[0]
         A_o = ops.broadcast(bounds.A_o, (B,) + bounds.A_o.shape[1:])
 
         def times_D(X):                                          # X D_o
@@ -745,7 +826,7 @@ class Derivative:
             return left if self.Dq is None else ops.cat([left, X[:, :, linear.size:] @ self.Dq],
                                                         2)
 
-        S = (A_o * qinv[:, None, :]) @ A_o.mT
+        S = bounds.gram(qinv)
         diagonal = ops.cat([1.0 - d_o, ops.full((B, bounds.size - linear.size), 1.0, d_o)], 1)
         system = ops.add_diagonal(times_D(S), diagonal, corner)
         kept, size = None, 0

@@ -78,7 +78,8 @@ def solve_substituted(ops, cones, P, c, A, b, substitution, overwrite=False, **l
         return ipm.solve_polished(ops, cones, P, c, A, b, **limits)
     *data, blocks = substitution.data(ops, P, c, A, b, overwrite)
     rivals = P.shape[-1] + cones.zero
-    bounds = ipm.BoundSpace.of(ops, data[0], data[2], cones.zero, substitution.bounds, rivals)
+    bounds = ipm.BoundSpace.of(ops, data[0], data[2], cones.zero, substitution.bounds, rivals,
+                               substitution.columns)
     x, y, s, status, iterations, d = ipm.solve_polished(ops, cones, *data,
                                                         **{**limits, "bounds": bounds})
     d = SubstitutedDerivative(ops, substitution, d, blocks, b)

@@ -34,10 +34,12 @@ MAX_CONDITION = 1e8    # of C_g
 class SlackSubstitution:
     """The groups, by size k: ``groups[k] = (R (G, k), V (G, k), C (G, k, k), C⁻¹)``."""
 
-    def __init__(self, groups: dict, n: int, m: int, bounds) -> None:
+    def __init__(self, groups: dict, n: int, m: int, bounds, columns) -> None:
         self.groups, self.n, self.m = groups, n, m
         #: the substituted program's bound rows and their variables (``ipm.bound_rows``)
         self.bounds = bounds
+        #: its other rows' column classes (``ipm.ColumnClasses``)
+        self.columns = columns
 
     @classmethod
     def of(cls, program) -> "SlackSubstitution | None":
@@ -90,7 +92,19 @@ class SlackSubstitution:
             pattern[np.ix_(touching, V.ravel())] = True
             pattern[R.ravel(), V.ravel()] = True
         bounds = ipm.bound_rows(*np.nonzero(pattern), cones)
-        return cls(groups, program.n, program.m, bounds)
+        # a group whose other rows touch one of its variables (x_i, not t_i) has slack
+        # columns that are multiples of one another: the bound space's classes
+        lead, scale = np.arange(program.n), np.ones(program.n)
+        for _, V, _, _, Cinv in groups.values():
+            used = rows_of[:, V].any(0)                                   # (G, k)
+            for g in np.flatnonzero(used.sum(1) == 1):
+                weights = Cinv[g, used[g].argmax()]      # the slacks' coefficients on it
+                first = np.abs(weights).argmax()
+                lead[V[g]] = V[g, first]
+                scale[V[g]] = weights / weights[first]
+        others = np.setdiff1d(np.arange(program.m), bounds[0])
+        columns = ipm.ColumnClasses.of(lead, scale, pattern[others])
+        return cls(groups, program.n, program.m, bounds, columns)
 
     # data ----------------------------------------------------------------------------
     def data(self, ops, P, c, A, b, overwrite: bool = False):
