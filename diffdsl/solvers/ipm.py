@@ -677,8 +677,9 @@ def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     polished again (the batch's derivative is factored anew; the others stay where they
     are). Elsewhere the derivative's system is larger than the iterations', so stopping
     early costs more than it saves. ``bounds``: the iterations' Newton systems are solved
-    in it (``rows`` then serves the derivative only). ``bar``: an element also keeps a
-    polished point no worse than the solver's own (see ``Derivative.polish``). Returns
+    in it, and the derivative's where D allows (``rows`` is then its fallback). ``bar``:
+    an element also keeps a polished point no worse than the solver's own (see
+    ``Derivative.polish``). Returns
     (x, y, s, status, iterations, derivative), the derivative factored at the returned
     points; status OPTIMAL where they are exact."""
     space = rows if bounds is None else bounds
@@ -750,8 +751,9 @@ class Derivative:
     strictly complementary with a margin (``_strictly_complementary``). With a
     ``RowSpace`` (P definite), M's solves go through row space: x = P⁻¹(r₁ − AᵀDw) and
     (SD + I − D) w = r₂ + AP⁻¹r₁, an m × m system instead of (n + m) × (n + m). With a
-    ``BoundSpace`` as well (P diagonal), the bound rows are eliminated in closed form
-    where D allows (``_bound_system``), leaving the other rows' system."""
+    ``BoundSpace`` (P diagonal), the bound rows are eliminated in closed form where D
+    allows (``_bound_system``), leaving the other rows' system (and the free variables
+    without a quadratic term); else row space, else x space."""
 
     def __init__(self, ops, cones: Cones, P, A, x, y, s, rows: RowSpace | None = None,
                  bounds: BoundSpace | None = None):
