@@ -111,20 +111,31 @@ class SlackSubstitution:
         """The substituted batch (P, c, A, b) — P unchanged (it is zero on the groups), A
         written in place with ``overwrite`` — and the original A's blocks on the groups'
         variables (``SubstitutedDerivative`` needs them)."""
-        c, b = _copy(ops, c), _copy(ops, b)
+        c = _copy(ops, c)
         A = A if overwrite else _copy(ops, A)
-        blocks = []
-        for R, V, touching, _, Cinv in self._constants(ops, c):
-            at = (slice(None), touching[:, None, None], V[None])
-            AV = A[at]                                               # (·, rows, G, k)
-            blocks.append(AV)
-            z0 = _apply(Cinv, b[:, R])                               # C⁻¹ b_R: (B, G, k)
-            b[:, touching] = b[:, touching] - (AV * z0[:, None]).sum(-1).sum(-1)
+        blocks = [A[:, touching[:, None, None], V[None]]                # (·, rows, G, k)
+                  for _, V, touching, _, _ in self.groups.values()]
+        b, _ = self.shift_rows(ops, b, blocks)
+        for (R, V, touching, _, Cinv), AV in zip(self._constants(ops, c), blocks,
+                                                  strict=True):
             c[:, V] = -_apply(_t(Cinv), c[:, V])
-            A[at] = -(AV[..., None, :] @ Cinv)[..., 0, :]             # −A_V C⁻¹
+            A[:, touching[:, None, None], V[None]] = -(AV[..., None, :] @ Cinv)[..., 0, :]
             A[:, R[:, :, None], V[:, None, :]] = -ops.constant(np.eye(V.shape[1]), c)
-            b[:, R] = 0.0
         return P, c, A, b, blocks
+
+    def shift_rows(self, ops, v, blocks):
+        """(v − A Z v_R, Z v_R) for v on the rows: Z v_R is C_g⁻¹ v_{R_g} on the groups'
+        variables (0 elsewhere), and v − A Z v_R is 0 on the groups' own rows (C C⁻¹ = I).
+        ``blocks``: A on the groups' variables (``data``)."""
+        v = _copy(ops, v)
+        shift = ops.zeros((v.shape[0], self.n), v)
+        for (R, V, touching, _, Cinv), AV in zip(self._constants(ops, v), blocks,
+                                                  strict=True):
+            z = _apply(Cinv, v[:, R])                                 # (B, G, k)
+            shift[:, V] = z
+            v[:, touching] = v[:, touching] - (AV * z[:, None]).sum(-1).sum(-1)
+            v[:, R] = 0.0
+        return v, shift
 
     def primal(self, ops, x, b):
         """x = T x' + C⁻¹ b_R on the groups' variables (x' of the substituted program)."""
@@ -180,7 +191,7 @@ class SubstitutedDerivative:
     def _T(self, v, transpose: bool = False):
         """T v (or Tᵀ v): −C⁻¹ v_V (−C⁻ᵀ v_V) on the groups' variables."""
         v = _copy(self.ops, v)
-        for (_, V, _, _, Cinv), _ in self._groups(v):
+        for _, V, _, _, Cinv in self.sub._constants(self.ops, v):
             v[:, V] = -_apply(_t(Cinv) if transpose else Cinv, v[:, V])
         return v
 
@@ -199,14 +210,7 @@ class SubstitutedDerivative:
     def jvp(self, dP, dc, dA, db):
         ops, d, n = self.ops, self.derivative, self.sub.n
         dc = ipm._mv(dP, self.x) + ipm._mv_t(dA, self.y) + dc
-        db = db - ipm._mv(dA, self.x)
-        shift = ops.zeros(dc.shape, dc)                       # Z db_R
-        db = _copy(ops, db)
-        for (R, V, touching, _, Cinv), AV in self._groups(db):
-            z = _apply(Cinv, db[:, R])
-            shift[:, V] = z
-            db[:, touching] = db[:, touching] - (AV * z[:, None]).sum(-1).sum(-1)
-            db[:, R] = 0.0
+        db, shift = self.sub.shift_rows(ops, db - ipm._mv(dA, self.x), self.blocks)
         dz = -d.solve(ops.cat([self._T(dc, transpose=True), db], 1))
         dv = dz[:, n:]
         dy = d.D(dv)
