@@ -1,5 +1,7 @@
 """solver="native": the batched interior-point method against Clarabel (refined) on LPs and
 QPs, batched against one-by-one, failures reported, and derivatives at its solutions."""
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -421,6 +423,32 @@ def test_every_array_namespace_solves_the_batch(name, shared):
         x = run()
     offset = prog.variable_offsets[w.id]
     np.testing.assert_allclose(x[:, offset:offset + w.size], reference[w], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch", "jax"])
+def test_column_gathers_equal_the_dense_products(name):
+    """``ColumnGather``'s v M against the dense product: one entry per column (a scatter),
+    weighted classes with empty columns, columns past ``MAX_DEPTH`` (the dense fallback)
+    and an M without entries."""
+    pytest.importorskip(name)
+    from diffdsl.solvers import arrays, gathers
+    ops = arrays.namespace(name)
+    scatter = np.zeros((6, 9))
+    scatter[np.arange(6), [0, 2, 2, 5, 7, 8]] = 1.0
+    classes = np.zeros((9, 4))
+    classes[np.arange(9), [0, 0, 1, 1, 1, 3, 3, 3, 3]] = rng.normal(size=9)
+    deep = rng.normal(size=(12, 3))
+    precision = contextlib.nullcontext()
+    if name == "jax":
+        import jax
+        precision = jax.enable_x64(True)
+    with precision:
+        for M in (scatter, classes, classes.T, deep, np.zeros((5, 3))):
+            v = rng.normal(size=(7, M.shape[0]))
+            gather = gathers.ColumnGather(ops, M)
+            assert (gather.dense is not None) == (M is deep)
+            got = ops.to_numpy(gather(ops.constant(v)))
+            np.testing.assert_allclose(got, v @ M, rtol=1e-14, atol=1e-14)
 
 
 def test_unrolled_rule_is_refused_where_there_is_no_autodiff():

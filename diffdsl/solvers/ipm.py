@@ -32,6 +32,8 @@ import functools
 
 import numpy as np
 
+from .gathers import ColumnGather
+
 REGULARIZATION = 1e-10
 INACCURATE = 1e-6   # relative error still reported optimal_inaccurate
 STALL = 5           # iterations without progress after which an accurate-enough element stops
@@ -331,18 +333,20 @@ class BoundSpace:
         self.p, self.a = p, A[:, rows, cols]                              # (·, n), (·, nb)
         E = np.zeros((rows.size, n))
         E[np.arange(rows.size), cols] = 1.0
-        self.E = ops.constant(E, p)                                       # A_bᵀv = (a·v) E
+        self.onto_variables = ColumnGather(ops, E, p)           # A_bᵀv = onto_variables(a·v)
         self.A_o = A[:, self.others]
         self.size = self.others.size
         self.batch = max(p.shape[0], A.shape[0])
         self.ops = ops
         self.columns = columns
         if columns is not None:
-            self.weights = ops.constant(columns.scale[:, None] ** 2 * columns.members, p)
-            self.members = ops.constant(columns.scale[:, None] * columns.members, p)
+            members = columns.scale[:, None] * columns.members
+            self.weights = ColumnGather(ops, columns.scale[:, None] * members, p)
+            self.to_leads, self.from_leads = (ColumnGather(ops, M, p)
+                                              for M in (members, members.T))
             self.A_dense = ops.contiguous(self.A_o[:, :, columns.dense])
             self.a_single = self.A_o[:, columns.single_rows, columns.single]
-            self.E_single = ops.constant(columns.single_E, p)
+            self.onto_single_rows = ColumnGather(ops, columns.single_E, p)
 
     def gram(self, q):
         """A_o diag(q) A_oᵀ (by the columns' classes where given: a class's weight is
@@ -350,9 +354,9 @@ class BoundSpace:
         c = self.columns
         if c is None:
             return (self.A_o * q[:, None, :]) @ self.A_o.mT
-        w = q @ self.weights                                            # (B, leads)
+        w = self.weights(q)                                             # (B, leads)
         S = (self.A_dense * w[:, None, c.dense_lead]) @ self.A_dense.mT
-        diagonal = (self.a_single * self.a_single * w[:, c.single_lead]) @ self.E_single
+        diagonal = self.onto_single_rows(self.a_single * self.a_single * w[:, c.single_lead])
         return self.ops.add_diagonal(S, diagonal)
 
     def times_o(self, x):
@@ -361,9 +365,9 @@ class BoundSpace:
         c = self.columns
         if c is None:
             return _mv(self.A_o, x)
-        lead = x @ self.members
+        lead = self.to_leads(x)
         return (_mv(self.A_dense, lead[:, c.dense_lead])
-                + (self.a_single * lead[:, c.single_lead]) @ self.E_single)
+                + self.onto_single_rows(self.a_single * lead[:, c.single_lead]))
 
     def times_o_t(self, y):
         """A_oᵀ y."""
@@ -374,7 +378,7 @@ class BoundSpace:
                                y)
         lead = self.ops.cat([_mv_t(self.A_dense, y), self.a_single * y[:, c.single_rows], empty],
                             1)
-        return lead[:, c.lead_order] @ self.members.mT
+        return self.from_leads(lead[:, c.lead_order])
 
     def P_times(self, x):
         return self.p * x
@@ -385,7 +389,7 @@ class BoundSpace:
 
     def times_t(self, y):
         """Aᵀ y."""
-        return self.times_o_t(y[:, self.others]) + (self.a * y[:, self.rows]) @ self.E
+        return self.times_o_t(y[:, self.others]) + self.onto_variables(self.a * y[:, self.rows])
 
     @classmethod
     def of(cls, ops, P, A, zero: int, bounds, rivals: int,
@@ -401,14 +405,14 @@ class BoundSpace:
         if not ops.maybe_all(ops.abs(P).sum(-1) == ops.abs(p)):
             return None                                   # P not diagonal
         space = cls(ops, p, A, bounds, columns)
-        reach = p + ops.where(space.a != 0, 1.0, 0.0) @ space.E
+        reach = p + space.onto_variables(ops.where(space.a != 0, 1.0, 0.0))
         return space if ops.maybe_all((p >= 0) & (reach > 0)) else None
 
     def factor(self, ops, diag, block):
         """(factors of A_oQ⁻¹A_oᵀ + H_o, Q⁻¹, h_b) for H = diag(diag) (+ the cones' block,
         whose rows are the last of the others)."""
         h = diag[:, self.rows]
-        qinv = 1.0 / (self.p + (self.a * self.a / h) @ self.E)
+        qinv = 1.0 / (self.p + self.onto_variables(self.a * self.a / h))
         if not self.size:
             return None, qinv, h
         S = self.gram(qinv)
@@ -418,7 +422,7 @@ class BoundSpace:
         """(dx, u) with P dx + Aᵀu = a, A dx − Hu = c."""
         factors, qinv, h = factors
         cb = c[:, self.rows]
-        a = a + (self.a * cb / h) @ self.E
+        a = a + self.onto_variables(self.a * cb / h)
         if self.size:
             u_o = ops.solve(factors, self.times_o(qinv * a) - c[:, self.others])
             dx = qinv * (a - self.times_o_t(u_o))
@@ -812,7 +816,7 @@ class Derivative:
         cannot be known (a JAX trace)."""
         ops, bounds = self.ops, self.bounds
         active = self.d[:, bounds.rows]                          # (B, nb): D on bound rows
-        fixed = active @ bounds.E                                # (B, n): active bounds
+        fixed = bounds.onto_variables(active)                    # (B, n): active bounds
         if not ops.maybe_all(fixed <= 1.0):
             return False
         k = self.cones.zero + self.cones.nonneg
@@ -856,7 +860,7 @@ class Derivative:
         """M⁻¹ rhs (or M⁻ᵀ rhs) through the bound rows' elimination (``_bound_system``)."""
         ops, bounds, n = self.ops, self.bounds, self.n
         active, qinv, d_o, kept = self.reduced
-        a, E, A_o = bounds.a, bounds.E, bounds.A_o
+        a, onto, A_o = bounds.a, bounds.onto_variables, bounds.A_o
         r1, r2 = rhs[:, :n], rhs[:, n:]
         r2b, r2o = r2[:, bounds.rows], r2[:, bounds.others]
         k = d_o.shape[1]
@@ -877,15 +881,15 @@ class Derivative:
             return sol[:, :bounds.size], ops.put_along(n, index, sol[:, bounds.size:] * valid)
 
         if transpose:            # Mᵀ = [[P, −Aᵀ], [DA, I − D]]
-            x_fixed = (active * r2b / a) @ E
+            x_fixed = onto(active * r2b / a)
             known = (1.0 - active) * r2b                      # w on inactive bound rows
-            g = r1 + (a * known) @ E
+            g = r1 + onto(a * known)
             w_o, x_K = solve(r2o - D_o(_mv(A_o, qinv * g + x_fixed)), g)
             x = qinv * (g + _mv_t(A_o, w_o)) + x_fixed + x_K
-            t = bounds.p * x - _mv_t(A_o, w_o) - (a * known) @ E - r1
+            t = bounds.p * x - _mv_t(A_o, w_o) - onto(a * known) - r1
             w_b = ops.where(active > 0.5, t[:, bounds.cols] / a, r2b)
         else:                    # M = [[P, AᵀD], [−A, I − D]]
-            x_fixed = (-active * r2b / a) @ E
+            x_fixed = onto(-active * r2b / a)
             w_o, x_K = solve(r2o + _mv(A_o, qinv * r1 + x_fixed), r1)
             back = _mv_t(A_o, D_o(w_o))
             x = qinv * (r1 - back) + x_fixed + x_K
