@@ -239,6 +239,10 @@ class NativeLayout:
         self.P_index = np.concatenate([pr * n + pc, pc[off] * n + pr[off]]).astype(np.int64)
         self.P_take = np.concatenate([np.arange(pr.size), off]).astype(np.int64)
         self.A_index = (prog.A.indices * n + prog.A.columns).astype(np.int64)
+        #: no pattern stores an entry twice: the dense P and A are built by copying values
+        #: into place (cheaper than adding them)
+        self.distinct_entries = all(np.unique(index).size == index.size
+                                    for index in (self.P_index, self.A_index))
         options = compiled.options
         self.tol, self.max_iter = float(options["tol"]), int(options["max_iter"])
         self.unrolled = compiled.rule.name == "unrolled"

@@ -389,11 +389,15 @@ class TorchLayer(torch.nn.Module):
         layout = self.core.native
         n, m = layout.n, layout.m
         P_index, P_take, A_index = self._native_index
-        P = torch.zeros(len(Pv), n * n, dtype=torch.float64, device=Pv.device).index_add(
-            1, P_index, Pv[:, P_take]).reshape(-1, n, n)
-        A = torch.zeros(len(Av), m * n, dtype=torch.float64, device=Av.device).index_add(
-            1, A_index, Av).reshape(-1, m, n)
-        return P, A
+
+        def scatter(values, index, size):
+            out = torch.zeros(len(values), size, dtype=torch.float64, device=values.device)
+            if layout.distinct_entries:
+                return out.index_copy_(1, index, values)
+            return out.index_add(1, index, values)
+
+        return (scatter(Pv[:, P_take], P_index, n * n).reshape(-1, n, n),
+                scatter(Av, A_index, m * n).reshape(-1, m, n))
 
     def _native_solve(self, P, c, A, b, derivative: bool = True):
         """(x, y, status codes in SolveStatus order, the polished point's derivative). On

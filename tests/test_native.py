@@ -427,9 +427,9 @@ def test_every_array_namespace_solves_the_batch(name, shared):
 
 @pytest.mark.parametrize("name", ["numpy", "torch", "jax"])
 def test_column_gathers_equal_the_dense_products(name):
-    """``ColumnGather``'s v M against the dense product: one entry per column (a scatter),
-    weighted classes with empty columns, columns past ``MAX_DEPTH`` (the dense fallback)
-    and an M without entries."""
+    """``ColumnGather``'s v M (from M and from its entries) against the dense product: one
+    entry per column (a scatter), weighted classes with empty columns, columns past
+    ``MAX_DEPTH`` (the dense fallback) and an M without entries."""
     pytest.importorskip(name)
     from diffdsl.solvers import arrays, gathers
     ops = arrays.namespace(name)
@@ -445,10 +445,12 @@ def test_column_gathers_equal_the_dense_products(name):
     with precision:
         for M in (scatter, classes, classes.T, deep, np.zeros((5, 3))):
             v = rng.normal(size=(7, M.shape[0]))
-            gather = gathers.ColumnGather(ops, M)
-            assert (gather.dense is not None) == (M is deep)
-            got = ops.to_numpy(gather(ops.constant(v)))
-            np.testing.assert_allclose(got, v @ M, rtol=1e-14, atol=1e-14)
+            rows, cols = np.nonzero(M)
+            for gather in (gathers.ColumnGather(ops, M), gathers.ColumnGather.of_entries(
+                    ops, rows, cols, M[rows, cols], M.shape)):
+                assert (gather.dense is not None) == (M is deep)
+                got = ops.to_numpy(gather(ops.constant(v)))
+                np.testing.assert_allclose(got, v @ M, rtol=1e-14, atol=1e-14)
 
 
 def test_unrolled_rule_is_refused_where_there_is_no_autodiff():

@@ -22,15 +22,36 @@ class ColumnGather:
 
     def __init__(self, ops, M, like=None) -> None:
         M = np.asarray(M, dtype=float)
-        self.ops, self.n = ops, M.shape[1]
-        present = M != 0
-        depth = int(present.sum(0).max(initial=0))
-        self.dense = ops.constant(M, like) if depth > MAX_DEPTH else None
-        order = np.argsort(~present, axis=0, kind="stable")    # each column's entries first
-        self.layers = []
-        for level in range(depth if self.dense is None else 0):
-            src = order[level]
-            weight = M[src, np.arange(self.n)]
+        rows, cols = np.nonzero(M)
+        self._build(ops, rows, cols, M[rows, cols], M.shape, like)
+
+    @classmethod
+    def of_entries(cls, ops, rows, cols, values, shape, like=None) -> "ColumnGather":
+        """The gather of the (k, n) = ``shape`` matrix with ``values`` at (rows, cols)
+        (each place at most once), without forming it."""
+        gather = cls.__new__(cls)
+        gather._build(ops, *(np.asarray(a) for a in (rows, cols, values)), shape, like)
+        return gather
+
+    def _build(self, ops, rows, cols, values, shape, like) -> None:
+        self.ops, self.n = ops, shape[1]
+        present = values != 0
+        rows, cols, values = rows[present], cols[present], values[present].astype(float)
+        order = np.lexsort((rows, cols))                    # by column, then row
+        rows, cols, values = rows[order], cols[order], values[order]
+        first = np.searchsorted(cols, cols)                 # each column's first entry
+        level = np.arange(cols.size) - first
+        depth = int(level.max(initial=-1)) + 1
+        self.dense, self.layers = None, []
+        if depth > MAX_DEPTH:
+            M = np.zeros(shape)
+            M[rows, cols] = values
+            self.dense = ops.constant(M, like)
+            return
+        for at in range(depth):
+            on = level == at
+            src, weight = np.zeros(self.n, np.int64), np.zeros(self.n)
+            src[cols[on]], weight[cols[on]] = rows[on], values[on]
             self.layers.append((src, None if np.all(weight == 1.0)
                                 else ops.constant(weight, like)))
 

@@ -328,25 +328,31 @@ class BoundSpace:
         rows, cols = bounds
         m, n = A.shape[-2:]
         self.rows, self.cols = rows, cols
-        self.others = np.setdiff1d(np.arange(m), rows)
+        other = np.ones(m, bool)
+        other[rows] = False
+        self.others = np.flatnonzero(other)
         self.order = np.argsort(np.concatenate([self.others, rows]))   # (u_o, u_b) → u
         self.p, self.a = p, A[:, rows, cols]                              # (·, n), (·, nb)
-        E = np.zeros((rows.size, n))
-        E[np.arange(rows.size), cols] = 1.0
-        self.onto_variables = ColumnGather(ops, E, p)           # A_bᵀv = onto_variables(a·v)
+        # A_bᵀv = onto_variables(a·v)
+        self.onto_variables = ColumnGather.of_entries(ops, np.arange(rows.size), cols,
+                                                      np.ones(rows.size), (rows.size, n), p)
         self.A_o = A[:, self.others]
         self.size = self.others.size
         self.batch = max(p.shape[0], A.shape[0])
         self.ops = ops
         self.columns = columns
         if columns is not None:
-            members = columns.scale[:, None] * columns.members
-            self.weights = ColumnGather(ops, columns.scale[:, None] * members, p)
-            self.to_leads, self.from_leads = (ColumnGather(ops, M, p)
-                                              for M in (members, members.T))
+            j, lead = np.nonzero(columns.members)          # each variable's class
+            scale, shape = columns.scale[j], columns.members.shape
+            self.weights = ColumnGather.of_entries(ops, j, lead, scale * scale, shape, p)
+            self.to_leads = ColumnGather.of_entries(ops, j, lead, scale, shape, p)
+            self.from_leads = ColumnGather.of_entries(ops, lead, j, scale, shape[::-1], p)
             self.A_dense = ops.contiguous(self.A_o[:, :, columns.dense])
             self.a_single = self.A_o[:, columns.single_rows, columns.single]
-            self.onto_single_rows = ColumnGather(ops, columns.single_E, p)
+            singles = columns.single_rows.size
+            self.onto_single_rows = ColumnGather.of_entries(
+                ops, np.arange(singles), columns.single_rows, np.ones(singles),
+                (singles, columns.rows), p)
 
     def gram(self, q):
         """A_o diag(q) A_oᵀ (by the columns' classes where given: a class's weight is
@@ -440,8 +446,8 @@ class ColumnClasses:
     ``dense``/``single``: the leads (columns) with several entries in A_o and with one,
     ``dense_lead``/``single_lead`` their positions among the leads (``lead_order``: from
     dense then single back to lead order), ``single_rows`` the single entries' rows (among
-    A_o's), ``single_E`` those rows one-hot (singles, m_o). (A lead without entries is
-    among neither; its class's products are 0.)"""
+    A_o's), ``rows`` A_o's row count m_o. (A lead without entries is among neither; its
+    class's products are 0.)"""
 
     scale: np.ndarray
     members: np.ndarray
@@ -451,7 +457,7 @@ class ColumnClasses:
     single: np.ndarray
     single_lead: np.ndarray
     single_rows: np.ndarray
-    single_E: np.ndarray
+    rows: int
 
     @classmethod
     def of(cls, lead: np.ndarray, scale: np.ndarray, pattern_o: np.ndarray) -> "ColumnClasses":
@@ -466,10 +472,8 @@ class ColumnClasses:
         lead_order = np.argsort(np.concatenate([dense_lead, single_lead, empty]))
         single = leads[single_lead]
         single_rows = pattern_o[:, single].argmax(0)
-        single_E = np.zeros((single.size, pattern_o.shape[0]))
-        single_E[np.arange(single.size), single_rows] = 1.0
         return cls(np.asarray(scale, float), members, lead_order, leads[dense_lead],
-                   dense_lead, single, single_lead, single_rows, single_E)
+                   dense_lead, single, single_lead, single_rows, pattern_o.shape[0])
 
 
 def bound_rows(rows, cols, cones) -> tuple[np.ndarray, np.ndarray]:

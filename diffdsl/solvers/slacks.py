@@ -119,7 +119,7 @@ class SlackSubstitution:
         for (R, V, touching, _, Cinv), AV in zip(self._constants(ops, c), blocks,
                                                   strict=True):
             c[:, V] = -_apply(_t(Cinv), c[:, V])
-            A[:, touching[:, None, None], V[None]] = -(AV[..., None, :] @ Cinv)[..., 0, :]
+            A[:, touching[:, None, None], V[None]] = -(AV[..., :, None] * Cinv).sum(-2)
             A[:, R[:, :, None], V[:, None, :]] = -ops.constant(np.eye(V.shape[1]), c)
         return P, c, A, b, blocks
 
