@@ -695,8 +695,13 @@ def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     x, y, s, status, iterations, _ = interior_point(
         ops, cones, P, c, A, b, tol, max_iter, rows=space,
         handoff=EARLY_HANDOFF if early else HANDOFF)
-    d = Derivative(ops, cones, P, A, x, y, s, rows, bounds)
-    polished = d.polish(c, b, bar=solver_residual(ops, P, c, A, b, x, y, s) if bar else None)
+
+    def polished_at(x, y, s):
+        d = Derivative(ops, cones, P, A, x, y, s, rows, bounds)
+        residual = solver_residual(ops, P, c, A, b, x, y, s, d.products) if bar else None
+        return d, d.polish(c, b, bar=residual)
+
+    d, polished = polished_at(x, y, s)
     if early and ops.maybe_any(~d.exact):
         keep = d.exact[:, None]
         start = [ops.where(keep, new, old) for new, old in zip(polished, (x, y, s), strict=True)]
@@ -704,9 +709,7 @@ def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
             ops, cones, P, c, A, b, tol, max_iter, rows=space, handoff=HANDOFF,
             start=(*start, iterations))
         status = ops.where(d.exact, status, again)
-        d = Derivative(ops, cones, P, A, x, y, s, rows, bounds)
-        polished = d.polish(c, b,
-                            bar=solver_residual(ops, P, c, A, b, x, y, s) if bar else None)
+        d, polished = polished_at(x, y, s)
     return (*polished, polished_status(ops, status, d.exact), iterations, d)
 
 
@@ -718,9 +721,11 @@ def data_gradients(x, y, wx, wv):
     return grad_P, wx, grad_A, wv
 
 
-def solver_residual(ops, P, c, A, b, x, y, s):
-    """‖(Px + Aᵀy + c, −Ax + b − s)‖ per element: the KKT residual short of complementarity."""
-    r = ops.cat([_mv(P, x) + _mv_t(A, y) + c, -_mv(A, x) + b - s], 1)
+def solver_residual(ops, P, c, A, b, x, y, s, products=None):
+    """‖(Px + Aᵀy + c, −Ax + b − s)‖ per element: the KKT residual short of complementarity
+    (``products``: P's and A's, where not the dense ones)."""
+    prod = DenseProducts(P, A) if products is None else products
+    r = ops.cat([prod.P_times(x) + prod.times_t(y) + c, -prod.times(x) + b - s], 1)
     return ops.sqrt(ops.sum(r * r, 1))
 
 
@@ -767,6 +772,8 @@ class Derivative:
                  bounds: BoundSpace | None = None):
         self.ops, self.cones, self.P, self.A, self.rows = ops, cones, P, A, rows
         self.bounds = bounds
+        # M's products: the bound space's skip the bound rows' zeros
+        self.products = DenseProducts(P, A) if bounds is None else bounds
         self.n = P.shape[-1]
         self.raw = (y, s)                                   # the solver's own point
         self.clear = self._strictly_complementary(y, s)
@@ -949,15 +956,17 @@ class Derivative:
     def matvec(self, z, transpose: bool = False):
         """M z (or Mᵀ z): M = [[P, AᵀD], [−A, I − D]], Mᵀ = [[P, −Aᵀ], [DA, I − D]] (with
         set-aside variables' rows and columns those of the identity)."""
-        n, P, A, keep = self.n, self.P, self.A, self.keep
+        n, prod, keep = self.n, self.products, self.keep
         if keep is not None:
             z, kept = keep * z, z
         zx, zw = z[:, :n], z[:, n:]
         if transpose:
-            out = self.ops.cat([_mv(P, zx) - _mv_t(A, zw), self.D(_mv(A, zx) - zw) + zw], 1)
+            out = self.ops.cat([prod.P_times(zx) - prod.times_t(zw),
+                                self.D(prod.times(zx) - zw) + zw], 1)
         else:
             Dw = self.D(zw)
-            out = self.ops.cat([_mv(P, zx) + _mv_t(A, Dw), -_mv(A, zx) + zw - Dw], 1)
+            out = self.ops.cat([prod.P_times(zx) + prod.times_t(Dw),
+                                -prod.times(zx) + zw - Dw], 1)
         return out if keep is None else keep * out + (1.0 - keep) * kept
 
     def solve(self, rhs, transpose: bool = False):
@@ -1013,10 +1022,11 @@ class Derivative:
         order = np.argsort(np.concatenate([singular, others]))
         return ops.cat([least_squares, sol[others]], 0)[order]
 
-    def residual(self, P, c, A, b, x, v):
+    def residual(self, c, b, x, v):
         """F(x, v) = (Px + Aᵀy + c, −Ax + b − s) with y = Π_K*(v), s = y − v."""
-        y = project_dual(self.cones, v)
-        return self.ops.cat([_mv(P, x) + _mv_t(A, y) + c, -_mv(A, x) + b - (y - v)], 1)
+        y, prod = project_dual(self.cones, v), self.products
+        return self.ops.cat([prod.P_times(x) + prod.times_t(y) + c, -prod.times(x) + b - (y - v)],
+                            1)
 
     def polish(self, c, b, steps: int = 3, bar=None):
         """Semismooth Newton on F from the solver's point: full steps, M refactored at each
@@ -1026,10 +1036,10 @@ class Derivative:
         rounding or, given ``bar`` (per element), no worse than that; the others keep the
         solver's own point. Whether D is clear of kinks is then judged on the exact point (|v| away
         from the kinks by ``EXACT_KINK`` relative), else on the solver's pairs."""
-        ops, P, A, n = self.ops, self.P, self.A, self.n
+        ops, n = self.ops, self.n
         x0, v0 = self.x, self.v
         x, v = x0, v0
-        F = self.residual(P, c, A, b, x, v)
+        F = self.residual(c, b, x, v)
         best = (x, v, ops.sqrt(ops.sum(F * F, 1)))
         for k in range(steps):
             if k:
@@ -1039,7 +1049,7 @@ class Derivative:
                 self._move_to(x, v)
             step = self.solve(F)
             x, v = x - step[:, :n], v - step[:, n:]
-            F = self.residual(P, c, A, b, x, v)
+            F = self.residual(c, b, x, v)
             norm = ops.sqrt(ops.sum(F * F, 1))
             better = norm < best[2]                      # NaN (singular M) never is
             best = (ops.where(better[:, None], x, best[0]),
