@@ -453,6 +453,33 @@ def test_column_gathers_equal_the_dense_products(name):
                 np.testing.assert_allclose(got, v @ M, rtol=1e-14, atol=1e-14)
 
 
+@pytest.mark.parametrize("name", ["numpy", "hybrid", "torch", "jax"])
+def test_definite_factorizations_solve_like_lu(name):
+    """``factor_definite`` (Cholesky where the whole batch is definite, else LU) solves a
+    definite batch and an indefinite one like a dense solve."""
+    pytest.importorskip("jax" if name == "jax" else "torch" if name != "numpy" else name)
+    from diffdsl.solvers import arrays
+    ops = arrays.namespace(name)
+    X = rng.normal(size=(5, 6, 6))
+    definite = X @ X.swapaxes(1, 2) + np.eye(6)
+    indefinite = definite - 4.0 * np.eye(6) * (np.arange(5) == 2)[:, None, None]
+    rhs = rng.normal(size=(5, 6))
+    precision = contextlib.nullcontext()
+    if name == "jax":
+        import jax
+        precision = jax.enable_x64(True)
+    with precision:
+        for K in (definite, indefinite):
+            if K is indefinite:
+                assert np.linalg.eigvalsh(K).min() < 0
+            factors = ops.factor_definite(ops.constant(K))
+            if name in ("hybrid", "torch"):
+                assert isinstance(factors, arrays.Cholesky) == (K is definite)
+            got = ops.to_numpy(ops.solve(factors, ops.constant(rhs)))
+            np.testing.assert_allclose(got, np.linalg.solve(K, rhs[..., None])[..., 0],
+                                       rtol=1e-10, atol=1e-12)
+
+
 def test_unrolled_rule_is_refused_where_there_is_no_autodiff():
     prob, x, values = dense_qp()
     with pytest.raises(ValueError, match="native"):

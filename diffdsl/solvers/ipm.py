@@ -98,6 +98,8 @@ class Cones:
 
     def circ(self, u, v):
         """u ∘ v: u·v on nonnegative rows; (uᵀv, u₀v₁ + v₀u₁) on a cone."""
+        if not self.has_soc:
+            return u * v
         (ul, uq), (vl, vq) = self.split(u), self.split(v)
         uq, vq, h = uq[..., None], vq[..., None], self.head
         cone = h * self.spread(self.seg(uq * vq)) + (1 - h) * (
@@ -106,6 +108,8 @@ class Cones:
 
     def inv_circ(self, lam, v):
         """λ \\ v, the x with λ ∘ x = v (λ in the cone's interior)."""
+        if not self.has_soc:
+            return v / lam
         (ll, lq), (vl, vq) = self.split(lam), self.split(v)
         lq, vq, h, J = lq[..., None], vq[..., None], self.head, self.J
         det = self.ops.maximum(self.seg(J * lq * lq), TINY)
@@ -209,6 +213,8 @@ class Scaling:
         return cones.join(linear, cone / self.eta if inverse else cone * self.eta)
 
     def vec(self, v, inverse: bool = False):
+        if not self.cones.has_soc:
+            return v / self.d if inverse else v * self.d
         return self.apply(v[..., None], inverse)[..., 0]
 
     def squared(self, lead: int):
@@ -301,7 +307,7 @@ class RowSpace:
 
     def factor(self, ops, diag, block):
         """The factors of S + diag(diag) (+ the cones' block in the corner)."""
-        return ops.factor(ops.add_diagonal(self.S, diag, corner=block))
+        return ops.factor_definite(ops.add_diagonal(self.S, diag, corner=block))
 
     def solve(self, ops, factors, a, c):
         """(dx, u) with P dx + Aᵀu = a, A dx − Hu = c: (S + H) u = AP⁻¹a − c,
@@ -422,7 +428,8 @@ class BoundSpace:
         if not self.size:
             return None, qinv, h
         S = self.gram(qinv)
-        return ops.factor(ops.add_diagonal(S, diag[:, self.others], corner=block)), qinv, h
+        system = ops.add_diagonal(S, diag[:, self.others], corner=block)
+        return ops.factor_definite(system), qinv, h
 
     def solve(self, ops, factors, a, c):
         """(dx, u) with P dx + Aᵀu = a, A dx − Hu = c."""
