@@ -503,7 +503,8 @@ class _KKT:
     dye = u_e — with one step of refinement against it once the iterates near the solution
     (``refine``; P⁻¹ amplifies rounding, which matters below a gap of ~1e-6). A
     ``BoundSpace`` in place of the ``RowSpace`` solves the same system with the bound rows
-    eliminated. ``W=None``: the identity scaling."""
+    eliminated (its Q⁻¹ is elementwise: the method does not refine there). ``W=None``: the
+    identity scaling."""
 
     def __init__(self, ops, P, A, me: int, W=None, rows: RowSpace | BoundSpace | None = None,
                  refine: bool = True) -> None:
@@ -638,9 +639,10 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         W = Scaling.at(cones, s, z)
         lam = W.vec(z)
         mu = ops.sum(s * z, 1) / degree
-        # refinement of the row-space solves pays once some element is near its solution
-        kkt = _KKT(ops, P, A, zero, W, rows,
-                   refine=ops.maybe_any(~done & (st["error"] < REFINE_BELOW)))
+        # refinement of the row-space solves (P⁻¹ formed) pays once some element is near
+        # its solution; the bound space's (Q⁻¹ elementwise) reached the same iterates without
+        kkt = _KKT(ops, P, A, zero, W, rows, refine=isinstance(rows, RowSpace) and ops.maybe_any(
+            ~done & (st["error"] < REFINE_BELOW)))
 
         def newton(rc):
             rt = -cones.inv_circ(lam, rc)
