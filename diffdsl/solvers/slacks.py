@@ -118,8 +118,8 @@ class SlackSubstitution:
         b, _ = self.shift_rows(ops, b, blocks)
         for (R, V, touching, _, Cinv), AV in zip(self._constants(ops, c), blocks,
                                                   strict=True):
-            c[:, V] = -_apply(_t(Cinv), c[:, V])
-            A[:, touching[:, None, None], V[None]] = -(AV[..., :, None] * Cinv).sum(-2)
+            c[:, V] = -_apply(ops, _t(Cinv), c[:, V])
+            A[:, touching[:, None, None], V[None]] = -_apply(ops, _t(Cinv), AV)
             A[:, R[:, :, None], V[:, None, :]] = -ops.constant(np.eye(V.shape[1]), c)
         return P, c, A, b, blocks
 
@@ -131,9 +131,9 @@ class SlackSubstitution:
         shift = ops.zeros((v.shape[0], self.n), v)
         for (R, V, touching, _, Cinv), AV in zip(self._constants(ops, v), blocks,
                                                   strict=True):
-            z = _apply(Cinv, v[:, R])                                 # (B, G, k)
+            z = _apply(ops, Cinv, v[:, R])                            # (B, G, k)
             shift[:, V] = z
-            v[:, touching] = v[:, touching] - (AV * z[:, None]).sum(-1).sum(-1)
+            v[:, touching] = v[:, touching] - ipm._mv(_flat(AV), _flat(z))
             v[:, R] = 0.0
         return v, shift
 
@@ -141,14 +141,14 @@ class SlackSubstitution:
         """x = T x' + C⁻¹ b_R on the groups' variables (x' of the substituted program)."""
         x = _copy(ops, x)
         for R, V, _, _, Cinv in self._constants(ops, x):
-            x[:, V] = _apply(Cinv, b[:, R] - x[:, V])
+            x[:, V] = _apply(ops, Cinv, b[:, R] - x[:, V])
         return x
 
     def substituted(self, ops, x, b):
         """The inverse of ``primal``: x' = b_R − C x_V on the groups' variables."""
         x = _copy(ops, x)
         for R, V, _, C, _ in self._constants(ops, x):
-            x[:, V] = b[:, R] - _apply(C, x[:, V])
+            x[:, V] = b[:, R] - _apply(ops, C, x[:, V])
         return x
 
     def _constants(self, ops, like):
@@ -192,16 +192,17 @@ class SubstitutedDerivative:
         """T v (or Tᵀ v): −C⁻¹ v_V (−C⁻ᵀ v_V) on the groups' variables."""
         v = _copy(self.ops, v)
         for _, V, _, _, Cinv in self.sub._constants(self.ops, v):
-            v[:, V] = -_apply(_t(Cinv) if transpose else Cinv, v[:, V])
+            v[:, V] = -_apply(self.ops, _t(Cinv) if transpose else Cinv, v[:, V])
         return v
 
     def adjoint(self, gx, gy):
         wx, wv = self.derivative.adjoint(self._T(gx, transpose=True), gy)
-        out = _copy(self.ops, wv)
+        ops, out = self.ops, _copy(self.ops, wv)
         for (R, V, touching, C, Cinv), AV in self._groups(wv):
             # (Aᵀ w_v')_V: the other rows' blocks and the group's own C
-            At_wv = (AV * wv[:, touching, None, None]).sum(1) + _apply(_t(C), wv[:, R])
-            out[:, R] = out[:, R] + _apply(_t(Cinv), gx[:, V] - At_wv)
+            At_wv = (ipm._mv_t(_flat(AV), wv[:, touching]).reshape((-1,) + V.shape)
+                     + _apply(ops, _t(C), wv[:, R]))
+            out[:, R] = out[:, R] + _apply(ops, _t(Cinv), gx[:, V] - At_wv)
         return self._T(wx), out
 
     def vjp(self, gx, gy):
@@ -221,9 +222,17 @@ def _copy(ops, a):
     return a.clone() if ops.name == "torch" else np.array(a)
 
 
-def _apply(M, v):
-    """M_g v_g per group: M (G, k, k), v (B, G, k) → (B, G, k)."""
-    return (M * v[:, :, None, :]).sum(-1)
+def _apply(ops, M, v):
+    """M_g v_g per group: M (G, k, k), v (..., G, k) → (..., G, k), as k² products of
+    (..., G) slices (NumPy reduces a short last axis slowly)."""
+    k = M.shape[-1]
+    rows = [sum(M[:, i, j] * v[..., j] for j in range(k)) for i in range(k)]
+    return ops.cat([row[..., None] for row in rows], -1)
+
+
+def _flat(X):
+    """X (B, ..., G, k) with its last two axes as one."""
+    return X.reshape(X.shape[:-2] + (-1,))
 
 
 def _t(M):
