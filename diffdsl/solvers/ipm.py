@@ -622,8 +622,10 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         error = relative_error(x, s, z, rd, re, ri, Px)
         better = error < best["error"]
         stalled = ops.where(better, 0.0, stalled + 1.0)
-        best = {k: ops.where(better if k == "error" else better[:, None], v, best[k])
-                for k, v in dict(error=error, x=x, ye=ye, s=s, z=z).items()}
+        now = dict(error=error, x=x, ye=ye, s=s, z=z)
+        best = now if ops.maybe_all(better) else {       # (the selection skipped when moot)
+            k: ops.where(better if k == "error" else better[:, None], v, best[k])
+            for k, v in now.items()}
         done = ((best["error"] <= stop) | ((best["error"] <= INACCURATE) & (stalled >= STALL))
                 | (iterations >= max_iter))
         return dict(x=x, ye=ye, s=s, z=z, rd=rd, re=re, ri=ri, best=best, done=done,
@@ -631,11 +633,13 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
 
     def step(st):
         done = st["done"]
+        some_done = ops.maybe_any(done)
         # elements that are done take a harmless step at a safe point (so that neither the
         # iteration nor its derivative produces NaNs there), which is then discarded
-        s = ops.where(done[:, None], ones, st["s"])
-        z = ops.where(done[:, None], ones, st["z"])
-        rd, re, ri = (ops.where(done[:, None], 0.0, r) for r in (st["rd"], st["re"], st["ri"]))
+        s, z, rd, re, ri = (st[k] for k in ("s", "z", "rd", "re", "ri"))
+        if some_done:
+            s, z = (ops.where(done[:, None], ones, v) for v in (s, z))
+            rd, re, ri = (ops.where(done[:, None], 0.0, r) for r in (rd, re, ri))
         W = Scaling.at(cones, s, z)
         lam = W.vec(z)
         mu = ops.sum(s * z, 1) / degree
@@ -660,11 +664,15 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         rc = lamlam + cones.circ(W.vec(ds, True), W.vec(dz)) - (sigma * mu)[:, None] * ones
         dx, dye, ds, dz = newton(rc)                                # corrector
         alpha = ops.minimum(0.99 * cones.max_step_pair(s, ds, z, dz), 1.0)
+        moves = ((st["x"], st["x"], dx), (st["ye"], st["ye"], dye), (st["s"], s, ds),
+                 (st["z"], z, dz))
+        if not some_done:
+            a = alpha[:, None]
+            new = [v + a * dv for _, v, dv in moves]
+            return state_at(*new, st["best"], st["iterations"] + 1.0, st["stalled"])
         a = ops.where(done, 0.0, alpha)[:, None]
         keep = done[:, None]
-        new = [ops.where(keep, old, v + a * dv) for old, v, dv in
-               ((st["x"], st["x"], dx), (st["ye"], st["ye"], dye), (st["s"], s, ds),
-                (st["z"], z, dz))]
+        new = [ops.where(keep, old, v + a * dv) for old, v, dv in moves]
         iterations = st["iterations"] + ops.where(done, 0.0, 1.0)
         return state_at(*new, st["best"], iterations, st["stalled"])
 
