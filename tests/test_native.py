@@ -480,6 +480,33 @@ def test_definite_factorizations_solve_like_lu(name):
                                        rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["numpy", "hybrid"])
+def test_batches_split_across_two_threads_give_the_whole_batchs_answers(name, monkeypatch):
+    """With every operation split in halves (``PARALLEL_WORK`` = 0; on two cores), gram
+    matrices (X shared or per element), LU and Cholesky solves equal the dense references,
+    and a half that is not definite still falls back to LU for the whole batch."""
+    pytest.importorskip("torch" if name == "hybrid" else name)
+    from diffdsl.solvers import arrays
+    monkeypatch.setattr(arrays, "PARALLEL_WORK", 0.0)
+    monkeypatch.setattr(arrays, "_cores", lambda: 2)
+    ops = arrays.namespace(name)
+    X, w = rng.normal(size=(7, 5, 8)), rng.random((7, 8))
+    for shared in (X[:1], X):
+        np.testing.assert_allclose(ops.weighted_gram(shared, w),
+                                   np.einsum("bik,bk,bjk->bij", np.broadcast_to(shared, X.shape),
+                                             w, np.broadcast_to(shared, X.shape)), rtol=1e-12)
+    definite = X @ X.swapaxes(1, 2) + np.eye(5)
+    indefinite = definite - 40.0 * np.eye(5) * (np.arange(7) == 6)[:, None, None]
+    rhs = rng.normal(size=(7, 5))
+    for K in (definite, indefinite):
+        for factors in (ops.factor(K), ops.factor_definite(K)):
+            np.testing.assert_allclose(ops.solve(factors, rhs),
+                                       np.linalg.solve(K, rhs[..., None])[..., 0], rtol=1e-9)
+    if name == "hybrid":
+        assert isinstance(ops.factor_definite(definite), arrays.Cholesky)
+        assert not isinstance(ops.factor_definite(indefinite), arrays.Cholesky)
+
+
 def test_unrolled_rule_is_refused_where_there_is_no_autodiff():
     prob, x, values = dense_qp()
     with pytest.raises(ValueError, match="native"):

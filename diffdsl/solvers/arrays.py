@@ -10,10 +10,16 @@ JAX), and ``unrolled_loop`` runs a fixed number of iterations that autodiff can 
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
+import os
 
 import numpy as np
+
+#: multiply-adds of one batched dense operation from which NumPy and the hybrid namespace
+#: compute its batch in two halves on two threads (below, the hand-over costs more)
+PARALLEL_WORK = 1e6
 
 
 @dataclasses.dataclass
@@ -21,6 +27,38 @@ class Cholesky:
     """A batch's Cholesky factors L (K = LLᵀ), from ``factor_definite``."""
 
     L: object
+
+
+@functools.cache
+def _helper_thread() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="diffdsl-half-batch")
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+
+
+def in_halves(fn, arrays, work: float, join):
+    """fn(*arrays) over the batch (the leading axis of the arrays that have more than one
+    element there) in two halves at once, the second on a helper thread, joined by
+    ``join(first, second)``: NumPy's matmul and linalg and PyTorch's kernels release the
+    GIL, so a batch's gram matrices or factorizations use two cores where the method's
+    one BLAS thread would use one. fn(*arrays) itself below ``PARALLEL_WORK`` (multiply-
+    adds), for a batch of one, or on one core. (fn must not call ``in_halves``.)"""
+    B = max(a.shape[0] for a in arrays)
+    if B < 2 or work < PARALLEL_WORK or _cores() < 2:
+        return fn(*arrays)
+
+    def part(rows):
+        return fn(*(a[rows] if a.shape[0] == B else a for a in arrays))
+
+    second = _helper_thread().submit(part, slice(B // 2, None))
+    try:
+        first = part(slice(None, B // 2))
+    finally:
+        concurrent.futures.wait([second])
+    return join(first, second.result())
 
 
 class NumpyArrays:
@@ -90,6 +128,11 @@ class NumpyArrays:
     def broadcast(self, a, shape):
         """``a`` seen with ``shape`` (a shared (1, ·) batch repeated), without copying."""
         return self.xp.broadcast_to(a, shape)
+
+    def weighted_gram(self, X, w):
+        """X diag(w) Xᵀ per element, X (B or 1, r, c), w (B, c) (in halves: ``in_halves``)."""
+        B, (r, c) = w.shape[0], X.shape[-2:]
+        return in_halves(_weighted_gram, (X, w), B * r * r * c, _concatenate)
 
     def add_diagonal(self, M, v, corner=None):
         """M + diag(v) for M (B or 1, k, k) and v (B, k) or (k,), without forming diag(v);
@@ -249,6 +292,9 @@ class TorchArrays(NumpyArrays):
     def broadcast(self, a, shape):
         return a.expand(shape)
 
+    def weighted_gram(self, X, w):
+        return _weighted_gram(X, w)
+
     def add_diagonal(self, M, v, corner=None):
         out = self._batched(M, v).clone(memory_format=self.torch.contiguous_format)
         out.diagonal(dim1=-2, dim2=-1).add_(v)     # on a fresh copy: autograd follows it
@@ -402,13 +448,20 @@ class HybridArrays(NumpyArrays):
         return self.torch.torch._C._DisableFuncTorch()
 
     def factor(self, K):
+        B, k = K.shape[0], K.shape[-1]
+
+        def join(first, second):                        # (LU, pivots) of the two halves
+            return tuple(self.torch.torch.cat(p) for p in zip(first, second, strict=True))
+
         with self._plain():
-            return self.torch.factor(self._tensor(K))
+            return in_halves(lambda K: self.torch.factor(self._tensor(K)), (K,), B * k ** 3 / 3,
+                             join)
 
     def factor_definite(self, K):
         """NumPy's batched Cholesky (faster than PyTorch's on the CPU), else LU."""
+        B, k = K.shape[0], K.shape[-1]
         try:
-            L = np.linalg.cholesky(K)
+            L = in_halves(np.linalg.cholesky, (K,), B * k ** 3 / 6, _concatenate)
         except np.linalg.LinAlgError:
             return self.factor(K)
         return Cholesky(self._tensor(L))
@@ -425,6 +478,14 @@ class HybridArrays(NumpyArrays):
         with self._plain():
             inverse, ok = self.torch.spd_inverse(self._tensor(P), tol)
             return inverse.numpy(), ok.numpy()
+
+
+def _weighted_gram(X, w):
+    return (X * w[:, None, :]) @ X.mT
+
+
+def _concatenate(a, b):
+    return np.concatenate([a, b])
 
 
 @functools.cache

@@ -365,9 +365,9 @@ class BoundSpace:
         Σ scale² q over its columns; a lead with one entry adds to the diagonal only)."""
         c = self.columns
         if c is None:
-            return (self.A_o * q[:, None, :]) @ self.A_o.mT
+            return self.ops.weighted_gram(self.A_o, q)
         w = self.weights(q)                                             # (B, leads)
-        S = (self.A_dense * w[:, None, c.dense_lead]) @ self.A_dense.mT
+        S = self.ops.weighted_gram(self.A_dense, w[:, c.dense_lead])
         diagonal = self.onto_single_rows(self.a_single * self.a_single * w[:, c.single_lead])
         return self.ops.add_diagonal(S, diagonal)
 
