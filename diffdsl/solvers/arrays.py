@@ -450,8 +450,9 @@ class HybridArrays(NumpyArrays):
     def factor(self, K):
         B, k = K.shape[0], K.shape[-1]
 
-        def join(first, second):                        # (LU, pivots) of the two halves
-            return tuple(self.torch.torch.cat(p) for p in zip(first, second, strict=True))
+        def join(first, second):      # (LU, pivots) of the two halves; LU column-major, as
+            cat = self.torch.torch.cat    # LAPACK left it (lu_solve copies it otherwise)
+            return cat([first[0].mT, second[0].mT]).mT, cat([first[1], second[1]])
 
         with self._plain():
             return in_halves(lambda K: self.torch.factor(self._tensor(K)), (K,), B * k ** 3 / 3,
