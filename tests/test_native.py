@@ -507,6 +507,23 @@ def test_batches_split_across_two_threads_give_the_whole_batchs_answers(name, mo
         assert not isinstance(ops.factor_definite(indefinite), arrays.Cholesky)
 
 
+@pytest.mark.parametrize("name", ["numpy", "torch"])
+def test_take_columns_gathers_each_elements_columns(name):
+    """``take_columns``: M[b][:, index[b]] per element, M per element or shared (1, r, c)."""
+    pytest.importorskip(name)
+    from diffdsl.solvers import arrays
+    ops = arrays.namespace(name)
+    M, index = rng.normal(size=(4, 3, 7)), rng.integers(0, 7, size=(4, 5))
+    indices = np.asarray
+    if name == "torch":
+        import torch
+        indices = torch.as_tensor
+    for shared in (M[:1], M):
+        got = ops.to_numpy(ops.take_columns(ops.constant(shared), indices(index)))
+        expected = np.stack([shared[b % len(shared)][:, index[b]] for b in range(4)])
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_unrolled_rule_is_refused_where_there_is_no_autodiff():
     prob, x, values = dense_qp()
     with pytest.raises(ValueError, match="native"):

@@ -853,7 +853,6 @@ class Derivative:
         qinv = (1.0 - fixed) * ops.where(curved, 1.0, 0.0) / ops.where(curved, bounds.p, 1.0)
         d_o = self.d[:, linear]                                  # D on the other rows
         B = d_o.shape[0]
-        A_o = ops.broadcast(bounds.A_o, (B,) + bounds.A_o.shape[1:])
 
         def times_D(X):                                          # X D_o
             left = X[:, :, :linear.size] * d_o[:, None, :]
@@ -872,8 +871,7 @@ class Derivative:
             index = order[:, :size]
             valid = ops.where(ops.constant(np.arange(size), d_o)[None, :] < count[:, None],
                               1.0, 0.0)                          # (B, K): not padding
-            A_K = ops.take_along(A_o, ops.broadcast(index[:, None, :], (B, bounds.size, size)),
-                                 2) * valid[:, None, :]
+            A_K = ops.take_columns(bounds.A_o, index) * valid[:, None, :]
             coupled = times_D(A_K.mT)                            # A_Kᵀ D_o
             if ops.maybe_any((ops.amax(ops.abs(coupled), 2) == 0) & (valid > 0)):
                 return False           # a variable the data cannot move: x space sets it aside
