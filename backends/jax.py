@@ -295,7 +295,7 @@ class JaxLayer:
             if layout.constant_bounds:                # known before tracing
                 n = P.shape[-1]
                 bounds = ipm.BoundSpace(ops, P[:, jnp.arange(n), jnp.arange(n)], A,
-                                        layout.bounds)
+                                        layout.bounds, layout.cones.zero)
             x, y, s, status, _, d = ipm.solve_polished(
                 ops, ipm.Cones.of(ops, layout.cones), P, c, A, b, **limits,
                 rows=row_space(P, A), bounds=bounds)

@@ -253,10 +253,10 @@ def _mv_t(M, v):
 
 class DenseProducts:
     """Products with the batch's dense P and A (the ``BoundSpace`` has its own, which skip
-    the bound rows' zeros)."""
+    the bound rows' zeros); ``zero``: A's zero-cone rows, the first (``times_i``: A_i x)."""
 
-    def __init__(self, P, A) -> None:
-        self.P, self.A = P, A
+    def __init__(self, P, A, zero: int = 0) -> None:
+        self.P, self.A, self.A_i = P, A, A[:, zero:]
 
     def P_times(self, x):
         return _mv(self.P, x)
@@ -266,6 +266,12 @@ class DenseProducts:
 
     def times_t(self, y):
         return _mv_t(self.A, y)
+
+    def times_i(self, x):
+        return _mv(self.A_i, x)
+
+    def times_i_t(self, v):
+        return _mv_t(self.A_i, v)
 
 
 class RowSpace:
@@ -328,9 +334,10 @@ class BoundSpace:
     of the other rows' size — 1 × 1 for a projection onto the simplex, 7 × 7 for the
     portfolio benchmark's SOCP, instead of m × m. Q changes every iteration (H_b does), so
     A_oQ⁻¹A_oᵀ is formed per iteration (B·m_o²·n operations). ``bounds``: the bound rows
-    and their variables (static: ``bound_rows``)."""
+    and their variables (static: ``bound_rows``); ``zero``: A's zero-cone rows."""
 
-    def __init__(self, ops, p, A, bounds, columns: "ColumnClasses | None" = None) -> None:
+    def __init__(self, ops, p, A, bounds, zero: int,
+                 columns: "ColumnClasses | None" = None) -> None:
         rows, cols = bounds
         m, n = A.shape[-2:]
         self.rows, self.cols = rows, cols
@@ -338,6 +345,10 @@ class BoundSpace:
         other[rows] = False
         self.others = np.flatnonzero(other)
         self.order = np.argsort(np.concatenate([self.others, rows]))   # (u_o, u_b) → u
+        # the inequality rows (from ``zero`` on): the others among them, then the bounds
+        self.zero, self.equalities = zero, int(np.sum(self.others < zero))
+        self.others_i = self.others[self.equalities:]
+        self.order_i = np.argsort(np.concatenate([self.others_i, rows]))
         self.p, self.a = p, A[:, rows, cols]                              # (·, n), (·, nb)
         # A_bᵀv = onto_variables(a·v)
         self.onto_variables = ColumnGather.of_entries(ops, np.arange(rows.size), cols,
@@ -403,6 +414,23 @@ class BoundSpace:
         """Aᵀ y."""
         return self.times_o_t(y[:, self.others]) + self.onto_variables(self.a * y[:, self.rows])
 
+    def times_i(self, x):
+        """A_i x, the inequality rows' products (the equality rows' not formed)."""
+        bound = self.a * x[:, self.cols]
+        if not self.others_i.size:
+            return bound                        # the bounds are the inequality rows, in order
+        other = self.times_o(x)[:, self.equalities:]
+        return self.ops.cat([other, bound], 1)[:, self.order_i]
+
+    def times_i_t(self, v):
+        """A_iᵀ v for v on the inequality rows."""
+        out = self.onto_variables(self.a * v[:, self.rows - self.zero])
+        if not self.others_i.size:
+            return out
+        y_o = self.ops.cat([self.ops.zeros((v.shape[0], self.equalities), v),
+                            v[:, self.others_i - self.zero]], 1)
+        return out + self.times_o_t(y_o)
+
     @classmethod
     def of(cls, ops, P, A, zero: int, bounds, rivals: int,
            columns: "ColumnClasses | None" = None) -> "BoundSpace | None":
@@ -416,7 +444,7 @@ class BoundSpace:
         p = P[:, np.arange(n), np.arange(n)]
         if not ops.maybe_all(ops.abs(P).sum(-1) == ops.abs(p)):
             return None                                   # P not diagonal
-        space = cls(ops, p, A, bounds, columns)
+        space = cls(ops, p, A, bounds, zero, columns)
         reach = p + space.onto_variables(ops.where(space.a != 0, 1.0, 0.0))
         return space if ops.maybe_all((p >= 0) & (reach > 0)) else None
 
@@ -584,15 +612,13 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     be, bi = b[:, :zero], b[:, zero:]
     B = c.shape[0]
     ones = cones.identity(c)
-    prod = rows if isinstance(rows, BoundSpace) else DenseProducts(P, A)
-
-    def Ai_t(v):                                    # A_iᵀ v for v on the inequality rows
-        return prod.times_t(ops.cat([ops.zeros((B, zero), v), v], 1))
+    prod = rows if isinstance(rows, BoundSpace) else DenseProducts(P, A, zero)
+    Ai_t = prod.times_i_t                           # A_iᵀ v for v on the inequality rows
 
     if start is None:
         # x from the KKT system with unit scaling, s shifted into the cone's interior
         x, ye = _KKT(ops, P, A, zero, rows=rows).solve(-c + Ai_t(bi), be)
-        s = bi - prod.times(x)[:, zero:]
+        s = bi - prod.times_i(x)
         shift = ops.maximum(1.0 - cones.min_eigenvalue(s), 0.0)
         s = s + shift[:, None] * ones
         z, counts = ones, ops.zeros((B,), c)
@@ -652,7 +678,7 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
             rt = -cones.inv_circ(lam, rc)
             rhs_x = -rd - Ai_t(W.vec(rt + W.vec(ri, True), True))
             dx, dye = kkt.solve(rhs_x, -re)
-            Adx = prod.times(dx)[:, zero:]
+            Adx = prod.times_i(dx)
             return dx, dye, -ri - Adx, W.vec(rt + W.vec(ri + Adx, True), True)
 
         lamlam = cones.circ(lam, lam)
