@@ -113,7 +113,7 @@ class SlackSubstitution:
         variables (``SubstitutedDerivative`` needs them)."""
         c = _copy(ops, c)
         A = A if overwrite else _copy(ops, A)
-        blocks = [A[:, touching[:, None, None], V[None]]                # (·, rows, G, k)
+        blocks = [ops.contiguous(A[:, touching[:, None, None], V[None]])   # (·, rows, G, k)
                   for _, V, touching, _, _ in self.groups.values()]
         b, _ = self.shift_rows(ops, b, blocks)
         for (R, V, touching, _, Cinv), AV in zip(self._constants(ops, c), blocks,
