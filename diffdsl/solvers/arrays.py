@@ -208,6 +208,12 @@ class NumpyArrays:
         (a stable sort), as (B, n) indices, and the count of True entries."""
         return np.argsort(~mask, axis=1, kind="stable"), mask.sum(1)
 
+    def take(self, a, index, axis: int = 1):
+        """a's entries at the (constant) ``index`` along ``axis``, in row-major memory (NumPy's
+        ``a[:, index]`` leaves the batch innermost, and every later operation that mixes it
+        with row-major arrays runs at a third of the speed)."""
+        return self.xp.take(a, index, axis=axis)
+
     def take_along(self, a, index, axis):
         return np.take_along_axis(a, index, axis)
 
@@ -311,6 +317,9 @@ class TorchArrays(NumpyArrays):
 
     def first_where(self, mask):
         return self.torch.argsort((~mask).to(self.torch.int8), dim=1, stable=True), mask.sum(1)
+
+    def take(self, a, index, axis: int = 1):
+        return a[(slice(None),) * axis + (index,)]
 
     def take_along(self, a, index, axis):
         return self.torch.take_along_dim(a, index, axis)

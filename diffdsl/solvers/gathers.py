@@ -63,6 +63,7 @@ class ColumnGather:
             return self.ops.zeros((v.shape[0], self.n), v)
         out = None
         for src, weight in self.layers:
-            term = v[:, src] if weight is None else v[:, src] * weight
+            term = self.ops.take(v, src)
+            term = term if weight is None else term * weight
             out = term if out is None else out + term
         return out

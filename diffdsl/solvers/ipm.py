@@ -349,11 +349,11 @@ class BoundSpace:
         self.zero, self.equalities = zero, int(np.sum(self.others < zero))
         self.others_i = self.others[self.equalities:]
         self.order_i = np.argsort(np.concatenate([self.others_i, rows]))
-        self.p, self.a = p, A[:, rows, cols]                              # (·, n), (·, nb)
+        self.p, self.a = p, ops.contiguous(A[:, rows, cols])              # (·, n), (·, nb)
         # A_bᵀv = onto_variables(a·v)
         self.onto_variables = ColumnGather.of_entries(ops, np.arange(rows.size), cols,
                                                       np.ones(rows.size), (rows.size, n), p)
-        self.A_o = A[:, self.others]
+        self.A_o = ops.take(A, self.others)
         self.size = self.others.size
         self.batch = max(p.shape[0], A.shape[0])
         self.ops = ops
@@ -365,7 +365,7 @@ class BoundSpace:
             self.to_leads = ColumnGather.of_entries(ops, j, lead, scale, shape, p)
             self.from_leads = ColumnGather.of_entries(ops, lead, j, scale, shape[::-1], p)
             self.A_dense = ops.contiguous(self.A_o[:, :, columns.dense])
-            self.a_single = self.A_o[:, columns.single_rows, columns.single]
+            self.a_single = ops.contiguous(self.A_o[:, columns.single_rows, columns.single])
             singles = columns.single_rows.size
             self.onto_single_rows = ColumnGather.of_entries(
                 ops, np.arange(singles), columns.single_rows, np.ones(singles),
@@ -378,8 +378,9 @@ class BoundSpace:
         if c is None:
             return self.ops.weighted_gram(self.A_o, q)
         w = self.weights(q)                                             # (B, leads)
-        S = self.ops.weighted_gram(self.A_dense, w[:, c.dense_lead])
-        diagonal = self.onto_single_rows(self.a_single * self.a_single * w[:, c.single_lead])
+        take = self.ops.take
+        S = self.ops.weighted_gram(self.A_dense, take(w, c.dense_lead))
+        diagonal = self.onto_single_rows(self.a_single * self.a_single * take(w, c.single_lead))
         return self.ops.add_diagonal(S, diagonal)
 
     def times_o(self, x):
@@ -389,8 +390,9 @@ class BoundSpace:
         if c is None:
             return _mv(self.A_o, x)
         lead = self.to_leads(x)
-        return (_mv(self.A_dense, lead[:, c.dense_lead])
-                + self.onto_single_rows(self.a_single * lead[:, c.single_lead]))
+        take = self.ops.take
+        return (_mv(self.A_dense, take(lead, c.dense_lead))
+                + self.onto_single_rows(self.a_single * take(lead, c.single_lead)))
 
     def times_o_t(self, y):
         """A_oᵀ y."""
@@ -399,36 +401,40 @@ class BoundSpace:
             return _mv_t(self.A_o, y)
         empty = self.ops.zeros((y.shape[0], c.lead_order.size - c.dense.size - c.single.size),
                                y)
-        lead = self.ops.cat([_mv_t(self.A_dense, y), self.a_single * y[:, c.single_rows], empty],
-                            1)
-        return self.from_leads(lead[:, c.lead_order])
+        take = self.ops.take
+        lead = self.ops.cat([_mv_t(self.A_dense, y), self.a_single * take(y, c.single_rows),
+                             empty], 1)
+        return self.from_leads(take(lead, c.lead_order))
 
     def P_times(self, x):
         return self.p * x
 
     def times(self, x):
         """A x: the other rows' dense product, the bound rows' entries."""
-        return self.ops.cat([self.times_o(x), self.a * x[:, self.cols]], 1)[:, self.order]
+        take = self.ops.take
+        return take(self.ops.cat([self.times_o(x), self.a * take(x, self.cols)], 1), self.order)
 
     def times_t(self, y):
         """Aᵀ y."""
-        return self.times_o_t(y[:, self.others]) + self.onto_variables(self.a * y[:, self.rows])
+        take = self.ops.take
+        return (self.times_o_t(take(y, self.others))
+                + self.onto_variables(self.a * take(y, self.rows)))
 
     def times_i(self, x):
         """A_i x, the inequality rows' products (the equality rows' not formed)."""
-        bound = self.a * x[:, self.cols]
+        bound = self.a * self.ops.take(x, self.cols)
         if not self.others_i.size:
             return bound                        # the bounds are the inequality rows, in order
         other = self.times_o(x)[:, self.equalities:]
-        return self.ops.cat([other, bound], 1)[:, self.order_i]
+        return self.ops.take(self.ops.cat([other, bound], 1), self.order_i)
 
     def times_i_t(self, v):
         """A_iᵀ v for v on the inequality rows."""
-        out = self.onto_variables(self.a * v[:, self.rows - self.zero])
+        out = self.onto_variables(self.a * self.ops.take(v, self.rows - self.zero))
         if not self.others_i.size:
             return out
         y_o = self.ops.cat([self.ops.zeros((v.shape[0], self.equalities), v),
-                            v[:, self.others_i - self.zero]], 1)
+                            self.ops.take(v, self.others_i - self.zero)], 1)
         return out + self.times_o_t(y_o)
 
     @classmethod
@@ -451,26 +457,26 @@ class BoundSpace:
     def factor(self, ops, diag, block):
         """(factors of A_oQ⁻¹A_oᵀ + H_o, Q⁻¹, h_b) for H = diag(diag) (+ the cones' block,
         whose rows are the last of the others)."""
-        h = diag[:, self.rows]
+        h = ops.take(diag, self.rows)
         qinv = 1.0 / (self.p + self.onto_variables(self.a * self.a / h))
         if not self.size:
             return None, qinv, h
         S = self.gram(qinv)
-        system = ops.add_diagonal(S, diag[:, self.others], corner=block)
+        system = ops.add_diagonal(S, ops.take(diag, self.others), corner=block)
         return ops.factor_definite(system), qinv, h
 
     def solve(self, ops, factors, a, c):
         """(dx, u) with P dx + Aᵀu = a, A dx − Hu = c."""
         factors, qinv, h = factors
-        cb = c[:, self.rows]
+        cb = ops.take(c, self.rows)
         a = a + self.onto_variables(self.a * cb / h)
         if self.size:
-            u_o = ops.solve(factors, self.times_o(qinv * a) - c[:, self.others])
+            u_o = ops.solve(factors, self.times_o(qinv * a) - ops.take(c, self.others))
             dx = qinv * (a - self.times_o_t(u_o))
         else:
             u_o, dx = c[:, :0], qinv * a
-        u_b = (self.a * dx[:, self.cols] - cb) / h
-        return dx, ops.cat([u_o, u_b], 1)[:, self.order]
+        u_b = (self.a * ops.take(dx, self.cols) - cb) / h
+        return dx, ops.take(ops.cat([u_o, u_b], 1), self.order)
 
 
 @dataclasses.dataclass
@@ -869,7 +875,7 @@ class Derivative:
         instead) where a variable has two active bounds (M is then singular) or that
         cannot be known (a JAX trace)."""
         ops, bounds = self.ops, self.bounds
-        active = self.d[:, bounds.rows]                          # (B, nb): D on bound rows
+        active = ops.take(self.d, bounds.rows)                   # (B, nb): D on bound rows
         fixed = bounds.onto_variables(active)                    # (B, n): active bounds
         if not ops.maybe_all(fixed <= 1.0):
             return False
@@ -877,7 +883,7 @@ class Derivative:
         linear = bounds.others[bounds.others < k]                # others' zero/nonneg rows
         curved = bounds.p > 0
         qinv = (1.0 - fixed) * ops.where(curved, 1.0, 0.0) / ops.where(curved, bounds.p, 1.0)
-        d_o = self.d[:, linear]                                  # D on the other rows
+        d_o = ops.take(self.d, linear)                           # D on the other rows
         B = d_o.shape[0]
 
         def times_D(X):                                          # X D_o
@@ -914,7 +920,7 @@ class Derivative:
         active, qinv, d_o, kept = self.reduced
         a, onto, A_o = bounds.a, bounds.onto_variables, bounds.A_o
         r1, r2 = rhs[:, :n], rhs[:, n:]
-        r2b, r2o = r2[:, bounds.rows], r2[:, bounds.others]
+        r2b, r2o = ops.take(r2, bounds.rows), ops.take(r2, bounds.others)
         k = d_o.shape[1]
 
         def D_o(w):                                           # D on the other rows
@@ -939,15 +945,16 @@ class Derivative:
             w_o, x_K = solve(r2o - D_o(_mv(A_o, qinv * g + x_fixed)), g)
             x = qinv * (g + _mv_t(A_o, w_o)) + x_fixed + x_K
             t = bounds.p * x - _mv_t(A_o, w_o) - onto(a * known) - r1
-            w_b = ops.where(active > 0.5, t[:, bounds.cols] / a, r2b)
+            w_b = ops.where(active > 0.5, ops.take(t, bounds.cols) / a, r2b)
         else:                    # M = [[P, AᵀD], [−A, I − D]]
             x_fixed = onto(-active * r2b / a)
             w_o, x_K = solve(r2o + _mv(A_o, qinv * r1 + x_fixed), r1)
             back = _mv_t(A_o, D_o(w_o))
             x = qinv * (r1 - back) + x_fixed + x_K
             t = r1 - bounds.p * x - back
-            w_b = ops.where(active > 0.5, t[:, bounds.cols] / a, r2b + a * x[:, bounds.cols])
-        return ops.cat([x, ops.cat([w_o, w_b], 1)[:, bounds.order]], 1)
+            w_b = ops.where(active > 0.5, ops.take(t, bounds.cols) / a,
+                            r2b + a * ops.take(x, bounds.cols))
+        return ops.cat([x, ops.take(ops.cat([w_o, w_b], 1), bounds.order)], 1)
 
     def _strictly_complementary(self, y, s):
         """Per element: every complementary pair of the solver's (y, s) clearly split — on a
