@@ -295,20 +295,26 @@ def test_bound_space_derivative_refuses_a_variable_with_two_active_bounds():
     assert ipm.Derivative(ops, cones, P, A, x, y_one, s, rows, bounds).reduced is not None
 
 
-@pytest.mark.parametrize("make", ["qp", "socp"])
+@pytest.mark.parametrize("make", ["qp", "socp", "lasso"])
 def test_elements_the_polish_misses_continue_their_iterations(make, monkeypatch):
-    """With the early hand-off (row space) far too early (relative error 0.3) the polish
-    cannot finish most elements: they continue from where they stopped, and the batch
+    """With the hand-off far too early (relative error 0.3) the polish cannot finish most
+    elements: they continue from where they stopped (to the early hand-off's 1e-8 in row
+    space; elsewhere, the lasso's bound space, to the method's tolerance), and the batch
     still ends exact, equal to Clarabel's solutions and the HSDE derivative, within the
     iteration limit."""
     from diffdsl.solvers import ipm
     if make == "qp":
         prob, x, values = dense_qp()
         q = prob.parameters()[0]
-    else:                        # projection onto a ball and a halfspace: P definite
+    elif make == "socp":         # projection onto a ball and a halfspace: P definite
         x, q, G = dd.Variable(6), dd.Parameter(6), rng.normal(size=(2, 6))
         prob = dd.Problem(dd.Minimize(dd.sum_squares(x - q)), [dd.norm(x) <= 1, G @ x <= 0.2])
         values = (2 * rng.normal(size=(8, 6)),)
+    else:                        # slack-substituted: the bound space, hand-off at HANDOFF
+        x, q, M = dd.Variable(12), dd.Parameter(6), rng.normal(size=(6, 12))
+        prob = dd.Problem(dd.Minimize(dd.sum_squares(M @ x - q) + 0.3 * dd.norm1(x)))
+        values = (rng.normal(size=(8, 6)),)
+        monkeypatch.setattr(ipm, "HANDOFF", 0.3)
     monkeypatch.setattr(ipm, "EARLY_HANDOFF", 0.3)
     starts = []
     original = ipm.interior_point

@@ -730,10 +730,11 @@ def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     ``EARLY_HANDOFF`` where the iterations' Newton systems and the derivative's are both
     in row space (P definite, no ``bounds``): from there the polish (whose factorization is
     the size of one iteration's) saves two or three iterations. Elements it does not make
-    exact then continue their iterations from where they stopped, to ``HANDOFF``, and are
-    polished again (the batch's derivative is factored anew; the others stay where they
-    are). Elsewhere the derivative's system is larger than the iterations', so stopping
-    early costs more than it saves. ``bounds``: the iterations' Newton systems are solved
+    exact (and whose iterations had not reached ``tol``) then continue their iterations
+    from where they stopped — to ``HANDOFF`` after the early hand-off, else to ``tol`` — and
+    are polished again (the batch's derivative is factored anew; the others stay where
+    they are). Elsewhere the derivative's system is larger than the iterations', so
+    stopping early costs more than it saves. ``bounds``: the iterations' Newton systems are solved
     in it, and the derivative's where D allows (``rows`` is then its fallback). ``bar``:
     an element also keeps a polished point no worse than the solver's own (see
     ``Derivative.polish``). Returns
@@ -751,12 +752,12 @@ def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         return d, d.polish(c, b, bar=residual)
 
     d, polished = polished_at(x, y, s)
-    if early and ops.maybe_any(~d.exact):
+    if ops.maybe_any(~d.exact & (status != OPTIMAL)):
         keep = d.exact[:, None]
         start = [ops.where(keep, new, old) for new, old in zip(polished, (x, y, s), strict=True)]
         x, y, s, again, iterations, _ = interior_point(
-            ops, cones, P, c, A, b, tol, max_iter, rows=space, handoff=HANDOFF,
-            start=(*start, iterations))
+            ops, cones, P, c, A, b, tol, max_iter, rows=space,
+            handoff=HANDOFF if early else None, start=(*start, iterations))
         status = ops.where(d.exact, status, again)
         d, polished = polished_at(x, y, s)
     return (*polished, polished_status(ops, status, d.exact), iterations, d)
