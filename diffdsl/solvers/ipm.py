@@ -11,8 +11,11 @@ every iteration factors the reduced KKT matrices
 
 of the whole batch with one batched LU, shared by the predictor and the corrector — or,
 when P is definite (``RowSpace``), the m × m matrices S + diag(δI, W²) with S = AP⁻¹Aᵀ
-formed once per batch. Elements converge independently; converged ones stay put. Each
-element keeps its best iterate (relative primal and dual residuals and relative gap).
+formed once per batch, or with bound rows eliminated (``BoundSpace``) the other rows'
+A_oQ⁻¹A_oᵀ + H_o; these two are symmetric definite and factored by Cholesky where the
+whole batch allows (``ops.factor_definite``). Elements converge independently;
+converged ones stay put. Each element keeps its best iterate (relative primal and dual
+residuals and relative gap).
 ``solve_polished`` stops the iterations early and finishes by Newton's method on the KKT map
 (``Derivative.polish``).
 
@@ -734,8 +737,8 @@ def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     from where they stopped — to ``HANDOFF`` after the early hand-off, else to ``tol`` — and
     are polished again (the batch's derivative is factored anew; the others stay where
     they are). Elsewhere the derivative's system is larger than the iterations', so
-    stopping early costs more than it saves. ``bounds``: the iterations' Newton systems are solved
-    in it, and the derivative's where D allows (``rows`` is then its fallback). ``bar``:
+    stopping early costs more than it saves. ``bounds``: the iterations' Newton systems
+    are solved in it, and the derivative's where D allows (``rows`` is then its fallback). ``bar``:
     an element also keeps a polished point no worse than the solver's own (see
     ``Derivative.polish``). Returns
     (x, y, s, status, iterations, derivative), the derivative factored at the returned
