@@ -19,6 +19,7 @@ def one_by_one_references(monkeypatch):
     (``native.polish_batch``) runs the native solver's own derivative code, so it is off."""
     from diffdsl.solvers import native
     monkeypatch.setattr(native, "POLISH_SIZE", 0)
+    monkeypatch.setattr(native, "POLISH_SUBSTITUTED_SIZE", 0)
 
 
 def flat(outputs):

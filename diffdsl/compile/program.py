@@ -64,15 +64,16 @@ class SparsePattern:
                              shape=self.shape)
 
     def dense(self, values: np.ndarray) -> np.ndarray:
-        """Dense matrices (B, m, n) from values (B, nnz)."""
-        out = np.zeros((values.shape[0],) + tuple(self.shape))
-        out[:, self.indices, self.columns] = values
-        return out
+        """Dense matrices (B, m, n) from values (B, nnz) (written at flat places: a (B, ·)
+        assignment is an order of magnitude faster than NumPy's 3-index one)."""
+        out = np.zeros((values.shape[0], self.shape[0] * self.shape[1]))
+        out[:, self.indices * self.shape[1] + self.columns] = values
+        return out.reshape((values.shape[0],) + tuple(self.shape))
 
     def symmetric_dense(self, values: np.ndarray) -> np.ndarray:
         """Dense U + Uᵀ − diag U (B, n, n) for an upper-triangular pattern U, values (B, nnz)."""
         out = self.dense(values)
-        out[:, self.columns, self.indices] = values
+        out.reshape(out.shape[0], -1)[:, self.columns * self.shape[1] + self.indices] = values
         return out
 
     @cached_property

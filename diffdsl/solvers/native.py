@@ -95,6 +95,7 @@ def dense_data(program, values):
 
 
 POLISH_SIZE = 400     # n + m up to which another solver's batch is polished together
+POLISH_SUBSTITUTED_SIZE = 600   # ... where it has a slack substitution (the bound space)
 
 
 def polish_batch(program, values, X, Y, S):
@@ -104,10 +105,15 @@ def polish_batch(program, values, X, Y, S):
     ``ProgramDerivative``), or None where this does not apply — cones other than zero,
     nonnegative and second-order, n + m above ``POLISH_SIZE`` (dense), or P not definite
     somewhere (the batch's derivative then has no row space, and one element at a time,
-    on its reduced sparse system, is cheaper). Elements whose polished point is not exact
-    keep their own point and are marked so (``derivative.exact``)."""
-    if (program.cones.kinds() - NativeAdapter.cone_kinds
-            or program.n + program.m > POLISH_SIZE or not program.P.full_diagonal):
+    on its reduced sparse system, is cheaper). A program with a slack substitution (the
+    lasso) is polished in its substituted form, its derivative in the bound space, up to
+    n + m = ``POLISH_SUBSTITUTED_SIZE`` (None where that derivative's system falls back
+    to x space). Elements whose polished point is not exact keep their own point and are
+    marked so (``derivative.exact``)."""
+    sub = substitution(program)
+    size = POLISH_SIZE if sub is None else POLISH_SUBSTITUTED_SIZE
+    if (program.cones.kinds() - NativeAdapter.cone_kinds or program.n + program.m > size
+            or (sub is None and not program.P.full_diagonal)):
         return None
     ops = fastest_cpu()
     P, A = dense_data(program, values)
@@ -115,18 +121,40 @@ def polish_batch(program, values, X, Y, S):
     with single_threaded_blas(), single_threaded_openmp(), np.errstate(
             over="ignore", invalid="ignore", divide="ignore"):
         data = [ops.constant(np.ascontiguousarray(a)) for a in (P, values.c.T, A, values.b.T)]
+        x, y, s = (ops.constant(np.nan_to_num(a)) for a in (X, Y, S))   # failed: NaN
+        cones = ipm.Cones.of(ops, program.cones)
+        if sub is not None:
+            return _polish_substituted(ops, cones, program, sub, data, x, y, s)
         rows = ipm.RowSpace.of(ops, data[0], data[2], program.cones.zero, limit=False)
         if rows is None:
             return None
-        cones = ipm.Cones.of(ops, program.cones)
         bounds = ipm.BoundSpace.of(ops, data[0], data[2], program.cones.zero,
                                    bound_rows(program), rows.size)
-        x, y, s = (ops.constant(np.nan_to_num(a)) for a in (X, Y, S))   # failed: NaN
         d = ipm.Derivative(ops, cones, data[0], data[2], x, y, s, rows, bounds)
         polished = d.polish(data[1], data[3],
                             bar=ipm.solver_residual(ops, *data, x, y, s))
         return (tuple(np.array(ops.to_numpy(a)) for a in polished),
                 ProgramDerivative(ops, program, d))
+
+
+def _polish_substituted(ops, cones, program, sub, data, x, y, s):
+    """``polish_batch`` on the substituted program (x' = b_R − C x_V on the groups'
+    variables; y and s unchanged), its derivative mapped back (``SubstitutedDerivative``)."""
+    b = data[3]
+    *sub_data, blocks = sub.data(ops, *data, overwrite=True)    # A: this call's own copy
+    bounds = ipm.BoundSpace.of(ops, sub_data[0], sub_data[2], program.cones.zero, sub.bounds,
+                               program.n + program.cones.zero, sub.columns)
+    if bounds is None:
+        return None
+    x = sub.substituted(ops, x, b)
+    d = ipm.Derivative(ops, cones, sub_data[0], sub_data[2], x, y, s, None, bounds)
+    if d.reduced is None:                       # the bound space refused: x space, dense
+        return None
+    _, y, s = d.polish(sub_data[1], sub_data[3],
+                       bar=ipm.solver_residual(ops, *sub_data, x, y, s, bounds))
+    d = SubstitutedDerivative(ops, sub, d, blocks, b)
+    return (tuple(np.array(ops.to_numpy(a)) for a in (d.x, y, s)),
+            ProgramDerivative(ops, program, d))
 
 
 def solve_dense(P, c, A, b, dims, opts, program=None):
