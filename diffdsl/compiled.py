@@ -606,10 +606,11 @@ class Solution:
         """Newton-refine every optimal element on the embedding's residual map (see
         ``diff.hsde``): solutions become accurate to ~1e-15 where the solution map is
         differentiable, and the factorization is kept for the derivative. Small LPs, QPs
-        and SOCPs with a definite P are refined as one batch first (``native.polish_batch``:
-        one batched factorization, whose derivative then serves the batch); the elements
-        it leaves inexact are refined one by one. (The native solver's answers come
-        polished, with their batch's derivative: its exact elements are refined already.)"""
+        and SOCPs with a definite P or a slack substitution (the lasso) are refined as one
+        batch first (``native.polish_batch``: one batched factorization, whose derivative
+        then serves the batch); the elements it leaves inexact are refined one by one.
+        (The native solver's answers come polished, with their batch's derivative: its
+        exact elements are refined already.)"""
         X, Y, S = self.x.T.copy(), self.y.T.copy(), self.s.T.copy()
         own, self._batch_derivative = self._batch_derivative, None
         refined = set()
