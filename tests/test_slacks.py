@@ -193,8 +193,12 @@ def test_column_classes_give_the_dense_products():
         np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-10)
 
 
-def test_auto_takes_native_for_the_lasso_and_torch_layers_agree():
+@pytest.mark.parametrize("namespace", ["hybrid", "torch"])
+def test_auto_takes_native_for_the_lasso_and_torch_layers_agree(namespace, monkeypatch):
+    """The torch native layer against the Clarabel layer, its solve in the CPU's hybrid
+    namespace and all in PyTorch (the GPU's code path, here on the CPU)."""
     torch = pytest.importorskip("torch")
+    import diffdsl.backends.torch as torch_backend
     from diffdsl.backends.torch import TorchLayer
     prob, params, x = lasso()
     assert "slack substitution" in prob.compile(params, solver="auto").auto_choice
@@ -202,8 +206,11 @@ def test_auto_takes_native_for_the_lasso_and_torch_layers_agree():
     weights = torch.tensor(rng.normal(size=(4, 20)))
     grads = []
     for solver in ("native", "clarabel"):
-        layer = TorchLayer(prob, params, [x], solver=solver)
-        (out,) = layer(*values)
-        grads.append(torch.autograd.grad((out * weights).sum(), values))
+        with monkeypatch.context() as patch:
+            if solver == "native":
+                patch.setattr(torch_backend, "_native_namespace", lambda *_: namespace)
+            layer = TorchLayer(prob, params, [x], solver=solver)
+            (out,) = layer(*values)
+            grads.append(torch.autograd.grad((out * weights).sum(), values))
     for a, b in zip(*grads, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-8)
