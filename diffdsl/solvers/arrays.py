@@ -31,7 +31,17 @@ class Cholesky:
 
 @functools.cache
 def _helper_thread() -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="diffdsl-half-batch")
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="diffdsl-half-batch",
+                                                 initializer=_one_openmp_thread)
+
+
+def _one_openmp_thread() -> None:
+    """The helper thread's OpenMP (PyTorch's intra-op threads) held at one thread for good:
+    OpenMP's thread count is per calling thread, so the method's limit, set in its own
+    thread (``threads.single_threaded_openmp``), does not reach here — and OpenMP workers
+    spinning after a parallel region take the other core from the method."""
+    from ..diff.threads import single_threaded_openmp
+    single_threaded_openmp()            # applied on creation; never restored in this thread
 
 
 def _cores() -> int:
