@@ -512,6 +512,8 @@ def test_batches_split_across_two_threads_give_the_whole_batchs_answers(name, mo
     if name == "hybrid":
         assert isinstance(ops.factor_definite(definite), arrays.Cholesky)
         assert not isinstance(ops.factor_definite(indefinite), arrays.Cholesky)
+        import torch                    # the helper's PyTorch kernels run on its thread only
+        assert arrays._helper_thread().submit(torch.get_num_threads).result() == 1
 
 
 @pytest.mark.parametrize("name", ["numpy", "torch"])
