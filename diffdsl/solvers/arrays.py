@@ -14,6 +14,8 @@ import concurrent.futures
 import dataclasses
 import functools
 import os
+import sys
+import threading
 
 import numpy as np
 
@@ -31,17 +33,28 @@ class Cholesky:
 
 @functools.cache
 def _helper_thread() -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="diffdsl-half-batch",
-                                                 initializer=_one_openmp_thread)
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="diffdsl-half-batch")
 
 
-def _one_openmp_thread() -> None:
-    """The helper thread's OpenMP (PyTorch's intra-op threads) held at one thread for good:
-    OpenMP's thread count is per calling thread, so the method's limit, set in its own
-    thread (``threads.single_threaded_openmp``), does not reach here — and OpenMP workers
-    spinning after a parallel region take the other core from the method."""
-    from ..diff.threads import single_threaded_openmp
-    single_threaded_openmp()            # applied on creation; never restored in this thread
+_helper_limits = threading.local()
+
+
+def _on_helper(fn, *args):
+    """fn(*args) on the helper thread with its OpenMP (PyTorch's intra-op threads) at one
+    thread. OpenMP's thread count is per calling thread, so the method's limit, set in its
+    own thread (``threads.single_threaded_openmp``), does not reach here — and OpenMP
+    workers spinning after a parallel region take the other core from the method. The
+    limit is set once, and again once PyTorch (with its own OpenMP) has been imported."""
+    torch_loaded = "torch" in sys.modules
+    if getattr(_helper_limits, "torch_loaded", None) != torch_loaded:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:              # pragma: no cover - a declared dependency
+            pass
+        else:
+            threadpool_limits(1, user_api="openmp")     # never restored in this thread
+        _helper_limits.torch_loaded = torch_loaded
+    return fn(*args)
 
 
 def _cores() -> int:
@@ -63,7 +76,7 @@ def in_halves(fn, arrays, work: float, join):
     def part(rows):
         return fn(*(a[rows] if a.shape[0] == B else a for a in arrays))
 
-    second = _helper_thread().submit(part, slice(B // 2, None))
+    second = _helper_thread().submit(_on_helper, part, slice(B // 2, None))
     try:
         first = part(slice(None, B // 2))
     finally:
