@@ -533,6 +533,21 @@ def test_take_columns_gathers_each_elements_columns(name):
         np.testing.assert_array_equal(got, expected)
 
 
+def test_the_openmp_limit_reaches_pytorch_imported_after_a_first_limit():
+    """``single_threaded_openmp`` limits PyTorch's threads even when a limit was set before
+    PyTorch was imported (its OpenMP library loads with it): in a fresh interpreter."""
+    pytest.importorskip("torch")
+    import subprocess
+    import sys
+    code = ("from diffdsl.diff.threads import single_threaded_blas, single_threaded_openmp\n"
+            "with single_threaded_blas():\n    pass\n"
+            "import torch\n"
+            "with single_threaded_openmp():\n    print(torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "1"
+
+
 def test_unrolled_rule_is_refused_where_there_is_no_autodiff():
     prob, x, values = dense_qp()
     with pytest.raises(ValueError, match="native"):

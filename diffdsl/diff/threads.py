@@ -12,10 +12,18 @@ import concurrent.futures
 import contextlib
 import functools
 import os
+import sys
 
 
-@functools.lru_cache(maxsize=1)
 def _controller():
+    """The thread-pool controller of the libraries loaded now: scanned again once PyTorch
+    (which brings its own OpenMP) has been imported, else a limit set afterwards would
+    miss PyTorch's threads."""
+    return _controller_of("torch" in sys.modules)
+
+
+@functools.lru_cache(maxsize=2)
+def _controller_of(torch_loaded: bool):
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:                      # pragma: no cover - a declared dependency

@@ -47,12 +47,8 @@ def _on_helper(fn, *args):
     limit is set once, and again once PyTorch (with its own OpenMP) has been imported."""
     torch_loaded = "torch" in sys.modules
     if getattr(_helper_limits, "torch_loaded", None) != torch_loaded:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:              # pragma: no cover - a declared dependency
-            pass
-        else:
-            threadpool_limits(1, user_api="openmp")     # never restored in this thread
+        from ..diff.threads import single_threaded_openmp
+        single_threaded_openmp()         # applied on creation; never restored in this thread
         _helper_limits.torch_loaded = torch_loaded
     return fn(*args)
 
