@@ -19,20 +19,18 @@ import numpy as np
 from .compile.problem_canon import canonicalize_problem
 from .cones import projections
 from .diff.rules import as_rule, perturbed_vjp
-from .diff.threads import single_threaded_blas
+from .diff.threads import per_process, single_threaded_blas
 from .errors import DegenerateDerivativeWarning, NonUniqueSolutionWarning, ParameterValueError
 from .solvers import native
 from .solvers.base import ConeProgramData, RawSolution, SolveStatus, get_adapter
 
-_POOL: concurrent.futures.ThreadPoolExecutor | None = None
 CERTIFICATE_TOL = 1e-4     # relative violation up to which an infeasibility certificate verifies
 
 
+@per_process
 def default_executor() -> concurrent.futures.Executor:
-    global _POOL
-    if _POOL is None:
-        _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
-    return _POOL
+    """The solver pool: one thread a core, made once per process."""
+    return concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
 
 
 class CompiledProblem:

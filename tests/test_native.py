@@ -548,6 +548,29 @@ def test_the_openmp_limit_reaches_pytorch_imported_after_a_first_limit():
     assert out.stdout.strip() == "1"
 
 
+def test_a_forked_child_gets_its_own_helper_thread(monkeypatch):
+    """Work split in halves in a child forked after the parent started its helper thread
+    (a DataLoader worker's situation) completes: the child makes its own pool."""
+    import multiprocessing
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    from diffdsl.solvers import arrays
+    monkeypatch.setattr(arrays, "PARALLEL_WORK", 0.0)
+    monkeypatch.setattr(arrays, "_cores", lambda: 2)
+    ops = arrays.namespace("numpy")
+    X, w = rng.normal(size=(8, 5, 6)), rng.random((8, 6))
+    expected = ops.weighted_gram(X, w)                     # the parent's helper starts
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=lambda: queue.put(ops.weighted_gram(X, w)))
+    child.start()
+    child.join(20)
+    if child.is_alive():
+        child.terminate()
+        pytest.fail("the forked child's half-batch work never ran")
+    np.testing.assert_allclose(queue.get(timeout=5), expected)
+
+
 def test_unrolled_rule_is_refused_where_there_is_no_autodiff():
     prob, x, values = dense_qp()
     with pytest.raises(ValueError, match="native"):

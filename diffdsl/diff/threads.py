@@ -51,7 +51,22 @@ def single_threaded_openmp():
     return controller.limit(limits=1, user_api="openmp")
 
 
-@functools.lru_cache(maxsize=1)
+def per_process(make):
+    """``make()`` once per process, for thread pools: a pool's workers do not survive a fork
+    (a PyTorch DataLoader worker, a multiprocessing child), and work handed to the
+    inherited pool would wait forever; a forked child makes its own."""
+    made: dict = {}
+
+    @functools.wraps(make)
+    def get():
+        if made.get("pid") != os.getpid():
+            made.update(pid=os.getpid(), value=make())
+        return made["value"]
+
+    return get
+
+
+@per_process
 def factor_pool() -> concurrent.futures.ThreadPoolExecutor:
     """Threads for a batch's derivative factorizations (LAPACK and SuperLU release the GIL).
     Not the solver pool (``compiled.default_executor``): a solve running in that pool may

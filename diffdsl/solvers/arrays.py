@@ -19,6 +19,8 @@ import threading
 
 import numpy as np
 
+from ..diff.threads import per_process, single_threaded_openmp
+
 #: multiply-adds of one batched dense operation from which NumPy and the hybrid namespace
 #: compute its batch in two halves on two threads (below, the hand-over costs more)
 PARALLEL_WORK = 1e6
@@ -31,7 +33,7 @@ class Cholesky:
     L: object
 
 
-@functools.cache
+@per_process
 def _helper_thread() -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="diffdsl-half-batch")
 
@@ -47,7 +49,6 @@ def _on_helper(fn, *args):
     limit is set once, and again once PyTorch (with its own OpenMP) has been imported."""
     torch_loaded = "torch" in sys.modules
     if getattr(_helper_limits, "torch_loaded", None) != torch_loaded:
-        from ..diff.threads import single_threaded_openmp
         single_threaded_openmp()         # applied on creation; never restored in this thread
         _helper_limits.torch_loaded = torch_loaded
     return fn(*args)
