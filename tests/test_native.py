@@ -548,6 +548,7 @@ def test_the_openmp_limit_reaches_pytorch_imported_after_a_first_limit():
     assert out.stdout.strip() == "1"
 
 
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")    # JAX's, for its own threads
 def test_a_forked_child_gets_its_own_helper_thread(monkeypatch):
     """Work split in halves in a child forked after the parent started its helper thread
     (a DataLoader worker's situation) completes: the child makes its own pool."""
