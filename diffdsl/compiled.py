@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import os
 import time
 import warnings
 
@@ -19,7 +18,7 @@ import numpy as np
 from .compile.problem_canon import canonicalize_problem
 from .cones import projections
 from .diff.rules import as_rule, perturbed_vjp
-from .diff.threads import per_process, single_threaded_blas
+from .diff.threads import cores, per_process, single_threaded_blas
 from .errors import DegenerateDerivativeWarning, NonUniqueSolutionWarning, ParameterValueError
 from .solvers import native
 from .solvers.base import ConeProgramData, RawSolution, SolveStatus, get_adapter
@@ -30,7 +29,7 @@ CERTIFICATE_TOL = 1e-4     # relative violation up to which an infeasibility cer
 @per_process
 def default_executor() -> concurrent.futures.Executor:
     """The solver pool: one thread a core, made once per process."""
-    return concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    return concurrent.futures.ThreadPoolExecutor(max_workers=cores())
 
 
 class CompiledProblem:
@@ -452,7 +451,7 @@ def solve_sequence(adapter_name: str, instances: list, options: dict,
 
 def _workers(pool) -> int:
     """How many tasks ``pool`` runs at once (its max_workers; Dask and others: the CPUs)."""
-    return int(getattr(pool, "_max_workers", 0) or os.cpu_count() or 1)
+    return int(getattr(pool, "_max_workers", 0) or cores())
 
 
 class Solution:

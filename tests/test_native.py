@@ -495,7 +495,7 @@ def test_batches_split_across_two_threads_give_the_whole_batchs_answers(name, mo
     pytest.importorskip("torch" if name == "hybrid" else name)
     from diffdsl.solvers import arrays
     monkeypatch.setattr(arrays, "PARALLEL_WORK", 0.0)
-    monkeypatch.setattr(arrays, "_cores", lambda: 2)
+    monkeypatch.setattr(arrays, "cores", lambda: 2)
     ops = arrays.namespace(name)
     X, w = rng.normal(size=(7, 5, 8)), rng.random((7, 8))
     for shared in (X[:1], X):
@@ -557,7 +557,7 @@ def test_a_forked_child_gets_its_own_helper_thread(monkeypatch):
         pytest.skip("no fork on this platform")
     from diffdsl.solvers import arrays
     monkeypatch.setattr(arrays, "PARALLEL_WORK", 0.0)
-    monkeypatch.setattr(arrays, "_cores", lambda: 2)
+    monkeypatch.setattr(arrays, "cores", lambda: 2)
     ops = arrays.namespace("numpy")
     X, w = rng.normal(size=(8, 5, 6)), rng.random((8, 6))
     expected = ops.weighted_gram(X, w)                     # the parent's helper starts

@@ -25,7 +25,6 @@ solver's tolerance.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
@@ -33,7 +32,7 @@ from ..cones import projections
 from ..cones.cones import ConeDims
 from .linear import ITERATIVE_THRESHOLD
 from .system import DerivativeSystem
-from .threads import factor_pool
+from .threads import cores, factor_pool
 
 ILL_CONDITIONED = 1e10      # LU pivot ratio above which a derivative is flagged
 NOT_CONVERGED = 1e-8        # relative KKT residual (after refinement) above which it is flagged
@@ -287,7 +286,7 @@ def _factor_together(systems: list[DerivativeSystem]) -> None:
     """Factor the systems of a lockstep round that still need it, on the CPU's cores (LU
     factorizations, dense and sparse, run without holding the GIL)."""
     systems = [s for s in systems if s.unfactored]
-    if min(len(systems), os.cpu_count() or 1) < 2:
+    if min(len(systems), cores()) < 2:
         for s in systems:
             s.factor()
         return

@@ -13,13 +13,12 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
-import os
 import sys
 import threading
 
 import numpy as np
 
-from ..diff.threads import per_process, single_threaded_openmp
+from ..diff.threads import cores, per_process, single_threaded_openmp
 
 #: multiply-adds of one batched dense operation from which NumPy and the hybrid namespace
 #: compute its batch in two halves on two threads (below, the hand-over costs more)
@@ -54,11 +53,6 @@ def _on_helper(fn, *args):
     return fn(*args)
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
-
-
 def in_halves(fn, arrays, work: float, join):
     """fn(*arrays) over the batch (the leading axis of the arrays that have more than one
     element there) in two halves at once, the second on a helper thread, joined by
@@ -67,7 +61,7 @@ def in_halves(fn, arrays, work: float, join):
     one BLAS thread would use one. fn(*arrays) itself below ``PARALLEL_WORK`` (multiply-
     adds), for a batch of one, or on one core. (fn must not call ``in_halves``.)"""
     B = max(a.shape[0] for a in arrays)
-    if B < 2 or work < PARALLEL_WORK or _cores() < 2:
+    if B < 2 or work < PARALLEL_WORK or cores() < 2:
         return fn(*arrays)
 
     def part(rows):
