@@ -483,8 +483,10 @@ class HybridArrays(NumpyArrays):
     def factor(self, K):
         B, k = K.shape[0], K.shape[-1]
 
-        def join(first, second):      # (LU, pivots) of the two halves; LU column-major, as
-            cat = self.torch.torch.cat    # LAPACK left it (lu_solve copies it otherwise)
+        def join(first, second):
+            """(LU, pivots) of the two halves, the LU column-major as LAPACK left it
+            (``lu_solve`` copies a row-major one)."""
+            cat = self.torch.torch.cat
             return cat([first[0].mT, second[0].mT]).mT, cat([first[1], second[1]])
 
         with self._plain():
