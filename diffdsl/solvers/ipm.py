@@ -48,6 +48,8 @@ HANDOFF = 1e-8       # error at which ``solve_polished`` stops the iterations to
 EARLY_HANDOFF = 1e-6  # ... where the derivative's system is the iterations' (row space)
 REFINE_BELOW = 1e-5  # relative error below which the row-space Newton solves are refined
 DENSE_CONE_ROWS = 128  # cone rows up to which the NT scaling is held as dense blocks
+STEP = 0.999         # fraction of the way to the cone's boundary each step goes (0.99 took
+                     # 15% more iterations over 682 random LPs/QPs/SOCPs, none more accurate)
 
 #: status codes of the kernel (the adapter maps them to SolveStatus)
 OPTIMAL, OPTIMAL_INACCURATE, ITERATION_LIMIT = 0, 1, 2
@@ -698,7 +700,7 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         sigma = (mu_aff / ops.maximum(mu, TINY)) ** 3
         rc = lamlam + cones.circ(W.vec(ds, True), W.vec(dz)) - (sigma * mu)[:, None] * ones
         dx, dye, ds, dz = newton(rc)                                # corrector
-        alpha = ops.minimum(0.99 * cones.max_step_pair(s, ds, z, dz), 1.0)
+        alpha = ops.minimum(STEP * cones.max_step_pair(s, ds, z, dz), 1.0)
         moves = ((st["x"], st["x"], dx), (st["ye"], st["ye"], dye), (st["s"], s, ds),
                  (st["z"], z, dz))
         if not some_done:
