@@ -461,9 +461,10 @@ class JaxArrays(NumpyArrays):
 
 
 class HybridArrays(NumpyArrays):
-    """NumPy arrays, factored and solved by PyTorch's batched LU: on the CPU the fastest
-    combination (NumPy's per-operation overhead is a fraction of PyTorch's, and PyTorch
-    factors a whole batch in one call where SciPy loops in Python)."""
+    """NumPy arrays, factored and solved by PyTorch's batched LU (and NumPy's batched
+    Cholesky for definite systems, solved by PyTorch's triangular solves): on the CPU the
+    fastest combination (NumPy's per-operation overhead is a fraction of PyTorch's, and
+    PyTorch factors a whole batch in one call where SciPy loops in Python)."""
 
     name = "hybrid"
 
