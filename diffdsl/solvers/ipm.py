@@ -776,6 +776,14 @@ def data_gradients(x, y, wx, wv):
     return grad_P, wx, grad_A, wv
 
 
+def pattern_gradient_A(x, y, wx, wv, rows, cols):
+    """``data_gradients``' ∂A on A's stored entries only (NumPy arrays): y_r w_x,c − w_v,r x_c
+    at each entry (rows, cols), gathered row-major (``a[:, index]`` leaves the batch
+    innermost, and the products then run at a third of the speed)."""
+    return (np.take(y, rows, 1) * np.take(wx, cols, 1)
+            - np.take(wv, rows, 1) * np.take(x, cols, 1))
+
+
 def solver_residual(ops, P, c, A, b, x, y, s, products=None):
     """‖(Px + Aᵀy + c, −Ax + b − s)‖ per element: the KKT residual short of complementarity
     (``products``: P's and A's, where not the dense ones)."""

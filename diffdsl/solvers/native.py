@@ -77,9 +77,7 @@ def solve_substituted(ops, cones, P, c, A, b, substitution, overwrite=False, **l
     if substitution is None:
         return ipm.solve_polished(ops, cones, P, c, A, b, **limits)
     *data, blocks = substitution.data(ops, P, c, A, b, overwrite)
-    rivals = P.shape[-1] + cones.zero
-    bounds = ipm.BoundSpace.of(ops, data[0], data[2], cones.zero, substitution.bounds, rivals,
-                               substitution.columns)
+    bounds = substitution.bound_space(ops, data[0], data[2], cones.zero)
     x, y, s, status, iterations, d = ipm.solve_polished(ops, cones, *data,
                                                         **{**limits, "bounds": bounds})
     d = SubstitutedDerivative(ops, substitution, d, blocks, b)
@@ -142,8 +140,7 @@ def _polish_substituted(ops, cones, program, sub, data, x, y, s):
     variables; y and s unchanged), its derivative mapped back (``SubstitutedDerivative``)."""
     b = data[3]
     *sub_data, blocks = sub.data(ops, *data, overwrite=True)    # A: this call's own copy
-    bounds = ipm.BoundSpace.of(ops, sub_data[0], sub_data[2], program.cones.zero, sub.bounds,
-                               program.n + program.cones.zero, sub.columns)
+    bounds = sub.bound_space(ops, sub_data[0], sub_data[2], program.cones.zero)
     if bounds is None:
         return None
     x = sub.substituted(ops, x, b)
@@ -215,8 +212,7 @@ class ProgramDerivative:
         # from its upper triangle: an off-diagonal entry collects both of its positions)
         pr, pc, ar, ac = prog.P.indices, prog.P.columns, prog.A.indices, prog.A.columns
         grad_P = wx[:, pr] * x[:, pc] + np.where(pr != pc, wx[:, pc] * x[:, pr], 0.0)
-        grad_A = y[:, ar] * wx[:, ac] - wv[:, ar] * x[:, ac]
-        return grad_P, wx, grad_A, wv
+        return grad_P, wx, ipm.pattern_gradient_A(x, y, wx, wv, ar, ac), wv
 
     def jvp(self, dP: np.ndarray, dc: np.ndarray, dA: np.ndarray, db: np.ndarray):
         """(dx, dy), each (B, ·), for data tangents (B, ·) (P and A by their values)."""
