@@ -11,14 +11,8 @@ from problem_corpus import random_problems
 rng = np.random.default_rng(31)
 
 
-@pytest.fixture(autouse=True)
-def one_by_one_references(monkeypatch):
-    """The references here are Clarabel's answers refined and differentiated one element at
-    a time (``diff.hsde``); the batch polish of other solvers' answers
-    (``native.polish_batch``) runs the native solver's own derivative code, so it is off."""
-    from diffdsl.solvers import native
-    monkeypatch.setattr(native, "POLISH_SIZE", 0)
-    monkeypatch.setattr(native, "POLISH_SUBSTITUTED_SIZE", 0)
+# the references are Clarabel's answers refined one element at a time (conftest)
+pytestmark = pytest.mark.usefixtures("one_by_one_references")
 
 
 def dense_qp(n=20, m=25, p=4):

@@ -12,14 +12,8 @@ NATIVE_CASES = CASES[:3]                   # LP, QP, SOCP: the cones the native 
 NATIVE_IDS = ["LP", "QP", "SOCP"]
 
 
-@pytest.fixture(autouse=True)
-def one_by_one_references(monkeypatch):
-    """The references here are Clarabel's answers refined and differentiated one element at
-    a time (``diff.hsde``); the batch polish of other solvers' answers
-    (``native.polish_batch``) runs the native solver's own derivative code, so it is off."""
-    from diffdsl.solvers import native
-    monkeypatch.setattr(native, "POLISH_SIZE", 0)
-    monkeypatch.setattr(native, "POLISH_SUBSTITUTED_SIZE", 0)
+# the references are Clarabel's answers refined one element at a time (conftest)
+pytestmark = pytest.mark.usefixtures("one_by_one_references")
 
 
 def flat(outputs):

@@ -13,14 +13,8 @@ import diffdsl as dd
 rng = np.random.default_rng(53)
 
 
-@pytest.fixture(autouse=True)
-def one_by_one_references(monkeypatch):
-    """The references are Clarabel's answers refined and differentiated one element at a
-    time (``diff.hsde``); the batch polish of them (``native.polish_batch``), which runs
-    the substitution's own derivative, is off (its test turns it on)."""
-    from diffdsl.solvers import native
-    monkeypatch.setattr(native, "POLISH_SIZE", 0)
-    monkeypatch.setattr(native, "POLISH_SUBSTITUTED_SIZE", 0)
+# the references are Clarabel's answers refined one element at a time (conftest)
+pytestmark = pytest.mark.usefixtures("one_by_one_references")
 
 
 def lasso(m=12, n=20, shifted=False):
