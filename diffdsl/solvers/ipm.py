@@ -851,10 +851,9 @@ class Derivative:
         diag = [ops.full((B, zero), 1.0, x), ops.where(v[:, zero:k] > 0, 1.0, 0.0)]
         self.d = ops.cat(diag, 1)                         # D on zero and nonnegative rows
         self.Dq = self._soc_jacobian(v[:, k:, None]) if cones.has_soc else None
-        # the (·, m) matrix X ↦ X D, and I − D
-        def times_D(X):
-            left = X[:, :, :k] * self.d[:, None, :]
-            return left if self.Dq is None else ops.cat([left, X[:, :, k:] @ self.Dq], 2)
+
+        def times_D(X):                                  # the (·, m) matrix X ↦ X D
+            return self._times_D(X, self.d)
         # I − D: 1 − d on the diagonal, I − DΠ_SOC in the cones' corner
         diagonal = ops.cat([1.0 - self.d, ops.full((B, m - k), 1.0, x)], 1)
         corner = None if self.Dq is None else -self.Dq
@@ -901,9 +900,7 @@ class Derivative:
         B = d_o.shape[0]
 
         def times_D(X):                                          # X D_o
-            left = X[:, :, :linear.size] * d_o[:, None, :]
-            return left if self.Dq is None else ops.cat([left, X[:, :, linear.size:] @ self.Dq],
-                                                        2)
+            return self._times_D(X, d_o)
 
         S = bounds.gram(qinv)
         diagonal = ops.cat([1.0 - d_o, ops.full((B, bounds.size - linear.size), 1.0, d_o)], 1)
@@ -935,12 +932,9 @@ class Derivative:
         a, onto, A_o = bounds.a, bounds.onto_variables, bounds.A_o
         r1, r2 = rhs[:, :n], rhs[:, n:]
         r2b, r2o = ops.take(r2, bounds.rows), ops.take(r2, bounds.others)
-        k = d_o.shape[1]
 
         def D_o(w):                                           # D on the other rows
-            if self.Dq is None:
-                return d_o * w
-            return ops.cat([d_o * w[:, :k], _mv(self.Dq, w[:, k:])], 1)
+            return self._D(w, d_o)
 
         def solve(top, r):
             """(w_o, x_K scattered over the variables) from the system with right side
@@ -1009,11 +1003,21 @@ class Derivative:
 
     def D(self, w):
         """D w for w (B, m)."""
-        k = self.cones.zero + self.cones.nonneg
-        out = self.d * w[:, :k]
-        if not self.cones.has_soc:
-            return out
-        return self.ops.cat([out, _mv(self.Dq, w[:, k:])], 1)
+        return self._D(w, self.d)
+
+    def _D(self, w, d):
+        """D w on rows whose zero/nonnegative part has D's diagonal ``d`` (B, k), the cones'
+        rows after them: d·w there, DΠ_SOC on the cones."""
+        k = d.shape[1]
+        if self.Dq is None:
+            return d * w[:, :k]
+        return self.ops.cat([d * w[:, :k], _mv(self.Dq, w[:, k:])], 1)
+
+    def _times_D(self, X, d):
+        """X D for X (B, ·, rows) on such rows (``_D``)."""
+        k = d.shape[1]
+        left = X[:, :, :k] * d[:, None, :]
+        return left if self.Dq is None else self.ops.cat([left, X[:, :, k:] @ self.Dq], 2)
 
     def matvec(self, z, transpose: bool = False):
         """M z (or Mᵀ z): M = [[P, AᵀD], [−A, I − D]], Mᵀ = [[P, −Aᵀ], [DA, I − D]] (with
