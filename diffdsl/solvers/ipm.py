@@ -70,8 +70,14 @@ class Cones:
         self.has_soc = K > 0
         self.E, self.ET = ops.constant(E, like), ops.constant(E.T, like)
         self.head = ops.constant(head[:, None], like)           # (mq, 1)
+        self.tail = ops.constant(1 - head[:, None], like)
         self.J = ops.constant(2 * head[:, None] - 1, like)      # diag(1, −I) per cone
         self.block_mask = ops.constant(E @ E.T, like)           # block-diagonal pattern
+        self.signs = ops.constant(np.outer(2 * head - 1, 2 * head - 1), like)   # J 1 1ᵀ J
+        self.J_eye = ops.constant(np.diag(2 * head - 1), like)
+        # each cone row's cone, and its cone's head row (spread and head values as gathers)
+        self.cone_of_row = np.repeat(np.arange(K), self.soc).astype(np.int64)
+        self.head_of_row = np.flatnonzero(head)[self.cone_of_row] if K else self.cone_of_row
         self.degree = self.nonneg + K
 
     @classmethod
@@ -93,7 +99,11 @@ class Cones:
 
     def spread(self, S):
         """Per cone values back onto their rows: (B, K, k) → (B, mq, k)."""
-        return self.E @ S
+        return self.ops.take(S, self.cone_of_row)
+
+    def heads(self, X):
+        """Each row's cone's head entry: (B, mq, k) → (B, mq, k)."""
+        return self.ops.take(X, self.head_of_row)
 
     # Jordan algebra on inequality vectors (B, mi) ---------------------------------------
     def identity(self, like):
@@ -106,9 +116,9 @@ class Cones:
         if not self.has_soc:
             return u * v
         (ul, uq), (vl, vq) = self.split(u), self.split(v)
-        uq, vq, h = uq[..., None], vq[..., None], self.head
-        cone = h * self.spread(self.seg(uq * vq)) + (1 - h) * (
-            self.spread(self.seg(h * uq)) * vq + self.spread(self.seg(h * vq)) * uq)
+        uq, vq = uq[..., None], vq[..., None]
+        cone = self.head * self.spread(self.seg(uq * vq)) + self.tail * (
+            self.heads(uq) * vq + self.heads(vq) * uq)
         return self.join(ul * vl, cone[..., 0])
 
     def inv_circ(self, lam, v):
@@ -116,11 +126,11 @@ class Cones:
         if not self.has_soc:
             return v / lam
         (ll, lq), (vl, vq) = self.split(lam), self.split(v)
-        lq, vq, h, J = lq[..., None], vq[..., None], self.head, self.J
-        det = self.ops.maximum(self.seg(J * lq * lq), TINY)
-        x0 = self.spread(self.seg(J * lq * vq) / det)
-        lam0 = self.spread(self.seg(h * lq))
-        cone = h * x0 + (1 - h) * (vq - x0 * lq) / lam0
+        lq, vq = lq[..., None], vq[..., None]
+        Jl = self.J * lq
+        det = self.ops.maximum(self.seg(Jl * lq), TINY)
+        x0 = self.spread(self.seg(Jl * vq) / det)
+        cone = self.head * x0 + self.tail * (vq - x0 * lq) / self.heads(lq)
         return self.join(vl / ll, cone[..., 0])
 
     def min_eigenvalue(self, u):
@@ -137,14 +147,17 @@ class Cones:
         return low
 
     def max_step(self, u, du):
-        """Per element, the largest α with u + α du ∈ K (∞ if the ray stays inside)."""
+        """Per element, the largest α with u + α du ∈ K, for u in K's interior (1/TINY if
+        the ray stays inside): 1/max(−du/u) over nonnegative rows; on a cone, the first
+        root of (u + α du)ᵀJ(u + α du) = 0 where the ray crosses it."""
         ops = self.ops
         (ul, uq), (dl, dq) = self.split(u), self.split(du)
-        safe = ops.where(dl < 0, dl, -1.0)
-        alpha = ops.amin(ops.where(dl < 0, -ul / safe, np.inf), 1)
+        worst = ops.amin(dl / ops.maximum(ul, TINY), 1)        # the fastest relative fall
+        alpha = -1.0 / ops.minimum(worst, -TINY)
         if self.has_soc:
-            uq, dq, J = uq[..., None], dq[..., None], self.J
-            a, b, c = self.seg(J * dq * dq), self.seg(J * uq * dq), self.seg(J * uq * uq)
+            uq, dq = uq[..., None], dq[..., None]
+            Jd = self.J * dq
+            a, b, c = self.seg(Jd * dq), self.seg(Jd * uq), self.seg(self.J * uq * uq)
             disc = b * b - a * c
             crosses = (a < 0) | ((b < 0) & (disc >= 0))
             root = c / ops.maximum(-b + ops.sqrt(ops.maximum(disc, 0.0)), TINY)
@@ -186,21 +199,23 @@ class Scaling:
         d = ops.sqrt(sl / zl)
         if not cones.has_soc:
             return cls(cones, d, None, None, None)
-        sq, zq, J, h = sq[..., None], zq[..., None], cones.J, cones.head
-        sJs = ops.maximum(cones.seg(J * sq * sq), TINY)
-        zJz = ops.maximum(cones.seg(J * zq * zq), TINY)
-        sbar = sq / cones.spread(ops.sqrt(sJs))
-        zbar = zq / cones.spread(ops.sqrt(zJz))
+        sq, zq, J = sq[..., None], zq[..., None], cones.J
+        s_norm = ops.sqrt(ops.maximum(cones.seg(J * sq * sq), TINY))      # √(sᵀJs) per cone
+        z_norm = ops.sqrt(ops.maximum(cones.seg(J * zq * zq), TINY))
+        sbar = sq / cones.spread(s_norm)
+        zbar = zq / cones.spread(z_norm)
         gamma = ops.sqrt((1 + cones.seg(sbar * zbar)) / 2)
         wbar = (sbar + J * zbar) / cones.spread(2 * gamma)
-        u = h + wbar
-        a = cones.spread(cones.seg(h * u))
-        eta = cones.spread(ops.sqrt(ops.sqrt(sJs / zJz)))
+        u = cones.head + wbar
+        a = cones.heads(u)
+        eta = cones.spread(ops.sqrt(s_norm / z_norm))
         W = cls(cones, d, u, a, eta)
-        mq = sum(cones.soc)
-        if mq <= DENSE_CONE_ROWS:
-            W.block = eta * (cones.block_mask * (u @ u.mT) / a - J * ops.eye(mq, s))
-            W.inverse_block = J * W.block * J.mT / (eta * eta)
+        if sum(cones.soc) <= DENSE_CONE_ROWS:
+            outer = u @ u.mT
+            if len(cones.soc) > 1:
+                outer = cones.block_mask * outer
+            W.block = eta * (outer / a - cones.J_eye)
+            W.inverse_block = cones.signs * W.block / (eta * eta)
         return W
 
     def apply(self, X, inverse: bool = False):
@@ -218,9 +233,15 @@ class Scaling:
         return cones.join(linear, cone / self.eta if inverse else cone * self.eta)
 
     def vec(self, v, inverse: bool = False):
-        if not self.cones.has_soc:
+        """W v (or W⁻¹ v) for v (B, mi)."""
+        cones = self.cones
+        if not cones.has_soc:
             return v / self.d if inverse else v * self.d
-        return self.apply(v[..., None], inverse)[..., 0]
+        if self.block is None:
+            return self.apply(v[..., None], inverse)[..., 0]
+        vl, vq = cones.split(v)
+        block = self.inverse_block if inverse else self.block
+        return cones.join(vl / self.d if inverse else vl * self.d, _mv(block, vq))
 
     def squared(self, lead: int):
         """W² on the rows of A with ``lead`` equality rows first (zero there), as its
@@ -685,12 +706,13 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         kkt = _KKT(ops, P, A, zero, W, rows, refine=isinstance(rows, RowSpace) and ops.maybe_any(
             ~done & (st["error"] < REFINE_BELOW)))
 
+        W_ri = W.vec(ri, True)
+
         def newton(rc):
-            rt = -cones.inv_circ(lam, rc)
-            rhs_x = -rd - Ai_t(W.vec(rt + W.vec(ri, True), True))
-            dx, dye = kkt.solve(rhs_x, -re)
+            rt = -cones.inv_circ(lam, rc) + W_ri
+            dx, dye = kkt.solve(-rd - Ai_t(W.vec(rt, True)), -re)
             Adx = prod.times_i(dx)
-            return dx, dye, -ri - Adx, W.vec(rt + W.vec(ri + Adx, True), True)
+            return dx, dye, -ri - Adx, W.vec(rt + W.vec(Adx, True), True)
 
         lamlam = cones.circ(lam, lam)
         dx, dye, ds, dz = newton(lamlam)                            # predictor
