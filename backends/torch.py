@@ -422,21 +422,18 @@ class TorchLayer(torch.nn.Module):
         with single_threaded_blas(), threads, np.errstate(over="ignore", invalid="ignore",
                                                           divide="ignore"):
             cones = ipm.Cones.of(ops, layout.cones, like=data[0])
-            rows = None if layout.unrolled or not layout.full_diagonal_P else ipm.RowSpace.of(
-                ops, data[0], data[2], layout.cones.zero)
-            limits = dict(tol=layout.tol, max_iter=layout.max_iter, rows=rows)
+            limits = dict(tol=layout.tol, max_iter=layout.max_iter)
             d = None
             if derivative:
-                bounds = ipm.BoundSpace.of(ops, data[0], data[2], layout.cones.zero,
-                                           layout.bounds, rows.size if rows else
-                                           layout.n + layout.cones.zero)
+                rows, bounds = ipm.newton_spaces(ops, data[0], data[2], layout.cones.zero,
+                                                 layout.bounds, layout.full_diagonal_P)
                 # A is this call's own array (built by _native_forward): hybrid, the
                 # substitution may write over it
                 x, y, _, status, _, d = native.solve_substituted(
                     ops, cones, *data, layout.substitution, overwrite=hybrid, **limits,
-                    bounds=bounds)
+                    rows=rows, bounds=bounds)
                 d = _OnDevice(d, ops, device)
-            else:
+            else:               # unrolled: every step in torch's autograd, in x space
                 x, y, _, status, _, _ = ipm.interior_point(ops, cones, *data, **limits,
                                                            unrolled=layout.unrolled)
         x, y, status = (torch.as_tensor(a, device=device) for a in (x, y, status))

@@ -272,6 +272,36 @@ def test_bound_space_derivative_equals_the_row_space_one(case):
         np.testing.assert_allclose(reduced.polish(c, b)[0], full.polish(c, b)[0], atol=1e-12)
 
 
+@pytest.mark.parametrize("radius", [0.02, 10.0], ids=["cone active", "cone inactive"])
+def test_the_polished_derivative_is_the_one_at_the_polished_points(radius):
+    """``polish`` leaves M factored at the points it returns — refactored where D moved
+    (an active cone: D varies with v), kept where it could not have (an inactive cone's D
+    is 0 on both points): its solves equal a derivative built afresh there."""
+    from diffdsl.solvers import arrays, ipm, native
+    n = 10
+    w, mu = dd.Variable(n), dd.Parameter(n)
+    F = rng.normal(size=(3, n)) / np.sqrt(n)
+    prob = dd.Problem(dd.Maximize(mu @ w - 0.1 * dd.sum_squares(w)),
+                      [dd.norm(F @ w) <= radius, dd.sum(w) == 1, w >= 0])
+    compiled = prob.compile(fast_paths=False)
+    program, sol = compiled.program, compiled.solve(0.3 * rng.normal(size=(4, n)))
+    ops, k = arrays.namespace("numpy"), program.cones.zero + program.cones.nonneg
+    P, A = native.dense_data(program, sol.data)
+    cones = ipm.Cones.of(ops, program.cones)
+    rows, bounds = ipm.newton_spaces(ops, P, A, program.cones.zero,
+                                     native.bound_rows(program))
+    d = ipm.Derivative(ops, cones, P, A, sol.x, sol.y, sol.s, rows, bounds)
+    x, y, s = d.polish(sol.data.c.T, sol.data.b.T)
+    assert d.exact.all()
+    inside, polar = ipm._soc_branches(cones, (y - s)[:, k:, None])
+    assert (~(inside | polar)).all() if radius < 1 else polar.all()   # the branch meant
+    fresh = ipm.Derivative(ops, cones, P, A, x, y, s, rows, bounds)
+    r = rng.normal(size=(4, program.n + program.m))
+    for transpose in (False, True):
+        np.testing.assert_allclose(d.solve(r, transpose), fresh.solve(r, transpose),
+                                   rtol=1e-12, atol=1e-12)
+
+
 def test_bound_space_derivative_refuses_a_variable_with_two_active_bounds():
     """Both bounds of y₀ active (a point where 0 ≤ y₀ ≤ u has u = 0 and both multipliers
     positive): M is singular there, and the derivative keeps its row-space system."""
@@ -288,6 +318,33 @@ def test_bound_space_derivative_refuses_a_variable_with_two_active_bounds():
     assert ipm.Derivative(ops, cones, P, A, x, y, s, rows, bounds).reduced is None
     y_one = np.array([[1.0, 0.0, 0.0, 0.0]])
     assert ipm.Derivative(ops, cones, P, A, x, y_one, s, rows, bounds).reduced is not None
+
+
+def test_a_deferred_row_space_is_made_only_where_the_derivative_falls_back_to_it():
+    """``newton_spaces`` defers the row space where the bound space serves (P⁻¹ costs a
+    factorization per call): a derivative whose bound system stands never makes it; one
+    that falls back to it (both bounds of y₀ active) makes it, and solves as with the row
+    space given at once."""
+    from diffdsl.solvers import arrays, ipm
+    ops = arrays.namespace("numpy")
+    cones = ipm.Cones(ops, 0, 4, ())
+    P = 2.0 * np.eye(2)[None]
+    A = np.array([[[-1.0, 0.0], [0.0, -1.0], [1.0, 0.0], [0.0, 1.0]]])   # −y ≤ 0, y ≤ u
+    rows, bounds = ipm.newton_spaces(ops, P, A, 0, ipm.bound_rows(*np.nonzero(A[0]), cones))
+    assert isinstance(rows, ipm.Deferred) and bounds is not None
+    x, s = np.array([[0.0, 0.5]]), np.array([[0.0, 0.5, 0.0, 0.5]])
+    clear = ipm.Derivative(ops, cones, P, A, x, np.array([[1.0, 0.0, 0.0, 0.0]]), s, rows,
+                           bounds)
+    r = rng.normal(size=(1, 6))
+    clear.solve(r)
+    assert clear.reduced is not None and "value" not in vars(rows)
+    y = np.array([[1.0, 0.0, 1.0, 0.0]])          # both bounds of y₀ with a positive dual
+    fallback = ipm.Derivative(ops, cones, P, A, x, y, s, rows, bounds)
+    assert fallback.reduced is None and "value" in vars(rows)
+    eager = ipm.Derivative(ops, cones, P, A, x, y, s, ipm.RowSpace.of(ops, P, A, 0), bounds)
+    for transpose in (False, True):
+        np.testing.assert_allclose(fallback.solve(r, transpose), eager.solve(r, transpose),
+                                   rtol=1e-14, atol=1e-14)
 
 
 @pytest.mark.parametrize("make", ["qp", "socp", "lasso"])

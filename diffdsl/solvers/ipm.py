@@ -324,10 +324,16 @@ class RowSpace:
         somewhere) or, with ``limit``, does not pay for the iterations (many more rows than
         the x-space system has unknowns)."""
         m, n = A.shape[-2:]
-        if limit and m > 1.5 * (n + zero) + 8:
+        if limit and not cls.pays(m, n, zero):
             return None
         Pinv, ok = ops.spd_inverse(P)
         return cls(Pinv, A) if ops.maybe_all(ok) else None
+
+    @staticmethod
+    def pays(m: int, n: int, zero: int) -> bool:
+        """Whether a row space of m rows pays for the iterations against the x-space system
+        of n + ``zero`` unknowns."""
+        return m <= 1.5 * (n + zero) + 8
 
     @property
     def size(self) -> int:
@@ -503,6 +509,40 @@ class BoundSpace:
             u_o, dx = c[:, :0], qinv * a
         u_b = (self.a * ops.take(dx, self.cols) - cb) / h
         return dx, ops.take(ops.cat([u_o, u_b], 1), self.order)
+
+
+class Deferred:
+    """A value made on its first use (``resolved``)."""
+
+    def __init__(self, make) -> None:
+        self._make = make
+
+    @functools.cached_property
+    def value(self):
+        return self._make()
+
+
+def resolved(value):
+    """``value``, or the value a ``Deferred`` makes."""
+    return value.value if isinstance(value, Deferred) else value
+
+
+def newton_spaces(ops, P, A, zero: int, bounds, row_space: bool = True):
+    """(rows, bounds): the spaces the method's Newton systems and its derivative are solved
+    in. ``bounds``: the ``BoundSpace`` of the bound rows ``bounds`` (``bound_rows``; None:
+    none) where it applies and is smaller than the other spaces; ``rows``: the
+    ``RowSpace`` (``row_space``: P's pattern may be definite), ``Deferred`` where the bound
+    space serves — there only the derivative's fallback needs it, and P⁻¹ costs a
+    factorization and an inverse per call."""
+    m, n = A.shape[-2:]
+    row_space = row_space and RowSpace.pays(m, n, zero)
+    space = None if bounds is None else BoundSpace.of(ops, P, A, zero, bounds,
+                                                      m if row_space else n + zero)
+    if not row_space:
+        return None, space
+    if space is None:
+        return RowSpace.of(ops, P, A, zero), None
+    return Deferred(lambda: RowSpace.of(ops, P, A, zero)), space
 
 
 @dataclasses.dataclass
@@ -749,7 +789,7 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
 
 
 def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: int = 50,
-                   rows: RowSpace | None = None, bounds: BoundSpace | None = None,
+                   rows: RowSpace | Deferred | None = None, bounds: BoundSpace | None = None,
                    bar: bool = False):
     """``interior_point`` stopped early and polished (``Derivative.polish``): Newton's
     method makes a point with the right active set exact in a step or two, where the
@@ -767,8 +807,8 @@ def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     ``Derivative.polish``). Returns
     (x, y, s, status, iterations, derivative), the derivative factored at the returned
     points; status OPTIMAL where they are exact."""
-    space = rows if bounds is None else bounds
-    early = rows is not None and bounds is None
+    space = resolved(rows) if bounds is None else bounds
+    early = space is not None and bounds is None
     x, y, s, status, iterations, _ = interior_point(
         ops, cones, P, c, A, b, tol, max_iter, rows=space,
         handoff=EARLY_HANDOFF if early else HANDOFF)
@@ -837,6 +877,14 @@ def project_dual(cones: Cones, v):
     return ops.cat(parts, 1)
 
 
+def _soc_branches(cones: Cones, vq):
+    """Per cone (B, K, 1): v inside the cone (‖v̄‖ ≤ v₀: its projection's D is I), v in
+    its polar and not inside (D = 0)."""
+    t, norm = _cone_parts(cones, vq)
+    inside = norm <= t
+    return inside, (norm <= -t) & ~inside
+
+
 def _cone_parts(cones: Cones, vq):
     """(t, ‖x̄‖) per cone, (B, K, 1) each, for SOC rows vq (B, mq, 1)."""
     t = cones.seg(cones.head * vq)
@@ -853,9 +901,9 @@ class Derivative:
     allows (``_bound_system``), leaving the other rows' system (and the free variables
     without a quadratic term); else row space, else x space."""
 
-    def __init__(self, ops, cones: Cones, P, A, x, y, s, rows: RowSpace | None = None,
+    def __init__(self, ops, cones: Cones, P, A, x, y, s, rows: RowSpace | Deferred | None = None,
                  bounds: BoundSpace | None = None):
-        self.ops, self.cones, self.P, self.A, self.rows = ops, cones, P, A, rows
+        self.ops, self.cones, self.P, self.A, self._rows = ops, cones, P, A, rows
         self.bounds = bounds
         # M's products: the bound space's skip the bound rows' zeros
         self.products = DenseProducts(P, A) if bounds is None else bounds
@@ -863,6 +911,11 @@ class Derivative:
         self.raw = (y, s)                                   # the solver's own point
         self.clear = self._strictly_complementary(y, s)
         self._at(x, project_dual(cones, y - s), y - s)
+
+    @property
+    def rows(self) -> RowSpace | None:
+        """The row space (made here where it was ``Deferred``)."""
+        return resolved(self._rows)
 
     def _at(self, x, y, v) -> None:
         """D at v, and the factorization of M (or of SD + I − D in row space)."""
@@ -1065,9 +1118,9 @@ class Derivative:
         return sol + self._solve(rhs - self.matvec(sol, transpose), transpose)
 
     def _solve(self, rhs, transpose: bool):
-        ops, rows, n = self.ops, self.rows, self.n
         if self.reduced is not None:
             return self._bound_solve(rhs, transpose)
+        ops, rows, n = self.ops, self.rows, self.n
         if rows is None:
             return self._system_solve(rhs, transpose)
         r1, r2 = rhs[:, :n], rhs[:, n:]
@@ -1158,11 +1211,17 @@ class Derivative:
         return x, y, s
 
     def _move_to(self, x, v) -> None:
-        """The derivative at (x, v): M is refactored only when D changed (always with
-        cones, whose D moves with v; with nonnegative rows only when an active set did)."""
+        """The derivative at (x, v): M is refactored only when D changed — an active set
+        of the nonnegative rows, or a cone's D (it moves with v where v is off both the
+        cone and its polar; it is I or 0 on either)."""
         cones, ops = self.cones, self.ops
-        rows = slice(cones.zero, cones.zero + cones.nonneg)
-        if cones.has_soc or ops.maybe_any((v[:, rows] > 0) != (self.v[:, rows] > 0)):
+        k = cones.zero + cones.nonneg
+        moved = ops.maybe_any((v[:, cones.zero:k] > 0) != (self.v[:, cones.zero:k] > 0))
+        if cones.has_soc and not moved:
+            (inside, polar), (was_inside, was_polar) = (
+                _soc_branches(cones, u[:, k:, None]) for u in (v, self.v))
+            moved = not ops.maybe_all((inside & was_inside) | (polar & was_polar))
+        if moved:
             self._at(x, project_dual(cones, v), v)
         else:
             self.x, self.v, self.y = x, v, project_dual(cones, v)

@@ -72,12 +72,15 @@ def solve_substituted(ops, cones, P, c, A, b, substitution, overwrite=False, **l
     """``ipm.solve_polished`` of the batch, on its substituted program where
     ``substitution`` is given (its Newton systems and derivative in the bound space):
     (x, y, s, status, iterations, derivative) for the original program. ``limits``: as
-    for ``solve_polished`` (its ``bounds``: the original program's ``BoundSpace``).
-    ``overwrite``: A may be written over."""
+    for ``solve_polished`` (its ``bounds`` and ``rows``: the original program's spaces;
+    the substituted program gets its own). ``overwrite``: A may be written over."""
     if substitution is None:
         return ipm.solve_polished(ops, cones, P, c, A, b, **limits)
     *data, blocks = substitution.data(ops, P, c, A, b, overwrite)
     bounds = substitution.bound_space(ops, data[0], data[2], cones.zero)
+    if limits.get("rows") is not None:          # the substituted data's own row space
+        limits["rows"] = ipm.Deferred(lambda: ipm.RowSpace.of(ops, data[0], data[2],
+                                                              cones.zero))
     x, y, s, status, iterations, d = ipm.solve_polished(ops, cones, *data,
                                                         **{**limits, "bounds": bounds})
     d = SubstitutedDerivative(ops, substitution, d, blocks, b)
@@ -167,18 +170,18 @@ def solve_dense(P, c, A, b, dims, opts, program=None):
                                              divide="ignore"):
         cones = ipm.Cones.of(ops, dims)
         data = [ops.constant(np.ascontiguousarray(a)) for a in (P, c, A, b)]
-        rows = (ipm.RowSpace.of(ops, data[0], data[2], dims.zero)
-                if program is None or program.P.full_diagonal else None)
-        limits = dict(tol=float(opts["tol"]), max_iter=int(opts["max_iter"]), rows=rows)
+        limits = dict(tol=float(opts["tol"]), max_iter=int(opts["max_iter"]))
         derivative = None
         if program is None:
-            x, y, s, status, iterations, _ = ipm.interior_point(ops, cones, *data, **limits)
+            x, y, s, status, iterations, _ = ipm.interior_point(
+                ops, cones, *data, **limits, rows=ipm.RowSpace.of(ops, data[0], data[2],
+                                                                  dims.zero))
         else:
+            rows, bounds = ipm.newton_spaces(ops, data[0], data[2], dims.zero,
+                                             bound_rows(program), program.P.full_diagonal)
             x, y, s, status, iterations, d = solve_substituted(
                 ops, cones, *data, substitution(program), overwrite=True, **limits, bar=True,
-                bounds=ipm.BoundSpace.of(ops, data[0], data[2], dims.zero,
-                                         bound_rows(program),
-                                         rows.size if rows else P.shape[-1] + dims.zero))
+                rows=rows, bounds=bounds)
             derivative = ProgramDerivative(ops, program, d)
         x, y, s, status, iterations = (ops.to_numpy(a) for a in (x, y, s, status, iterations))
     elapsed = time.perf_counter() - started
