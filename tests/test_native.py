@@ -181,6 +181,13 @@ def _bound_space_case(name):
     K = np.block([[P, A.transpose(0, 2, 1)], [A, -H]])
     expected = np.linalg.solve(K, np.concatenate([a, c], 1)[..., None])[..., 0]
     np.testing.assert_allclose(np.concatenate([dx, u], 1), expected, rtol=1e-9, atol=1e-9)
+    # the method's systems: c zero off the equality row, only that row's u wanted
+    c[:, 1:] = 0.0
+    expected = np.linalg.solve(K, np.concatenate([a, c], 1)[..., None])[..., 0]
+    dx, u_e = (ops.to_numpy(v) for v in space.solve_equalities(
+        ops, factors, ops.constant(a), ops.constant(c[:, :1])))
+    np.testing.assert_allclose(np.concatenate([dx, u_e], 1), expected[:, :n + 1], rtol=1e-9,
+                               atol=1e-9)
     # where a variable has neither a quadratic term nor a bound there is no bound space
     assert ipm.BoundSpace.of(ops, ops.constant(0 * P), ops.constant(A), 1, bounds, 6) is None
 

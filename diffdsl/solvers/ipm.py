@@ -497,6 +497,16 @@ class BoundSpace:
         system = ops.add_diagonal(S, ops.take(diag, self.others), corner=block)
         return ops.factor_definite(system), qinv, h
 
+    def solve_equalities(self, ops, factors, a, c_e):
+        """(dx, u_e): ``solve`` with c zero off the equality rows (the method's Newton
+        systems), and of u only the equality rows' (the first of the others)."""
+        factors, qinv, _ = factors
+        if not self.size:
+            return qinv * a, c_e
+        c_o = ops.cat([c_e, ops.zeros((c_e.shape[0], self.size - self.equalities), c_e)], 1)
+        u_o = ops.solve(factors, self.times_o(qinv * a) - c_o)
+        return qinv * (a - self.times_o_t(u_o)), u_o[:, :self.equalities]
+
     def solve(self, ops, factors, a, c):
         """(dx, u) with P dx + Aᵀu = a, A dx − Hu = c."""
         factors, qinv, h = factors
@@ -634,6 +644,8 @@ class _KKT:
 
     def solve(self, rhs_x, rhs_e):
         ops, rows = self.ops, self.rows
+        if isinstance(rows, BoundSpace) and not self.refine:
+            return rows.solve_equalities(ops, self.factors, rhs_x, rhs_e)
         if rows is not None:
             m, prod = self.H[0].shape[-1], self.products
             rhs_u = ops.cat([rhs_e, ops.zeros((rhs_x.shape[0], m - self.me), rhs_x)], 1)
