@@ -234,6 +234,36 @@ def test_bounded_problems_take_the_bound_space_and_match_clarabel(case, monkeypa
                                atol=1e-8)
 
 
+def test_an_lp_with_many_general_rows_iterates_in_x_space_and_differentiates_by_bounds():
+    """A box-bounded LP with more general rows (20) than variables (8): its iterations'
+    systems are smallest in x space, but its derivative's are in the bound space (the
+    active bounds fix their variables: at most 20 + 8 unknowns instead of n + m = 44), and
+    the gradients there match the HSDE derivative at Clarabel's solutions."""
+    from diffdsl.solvers import arrays, ipm
+    from diffdsl.solvers import native as adapter
+    n, m = 8, 20
+    G = rng.normal(size=(m, n))
+    x, c, h = dd.Variable(n), dd.Parameter(n), dd.Parameter(m)
+    prob = dd.Problem(dd.Minimize(c @ x), [G @ x <= h, x >= -1, x <= 1])
+    values = (rng.normal(size=(6, n)), np.abs(rng.normal(size=(6, m))) + 0.5)
+    compiled = prob.compile(solver="native", fast_paths=False)
+    program, native = compiled.program, compiled.solve(*values)
+    P, A = adapter.dense_data(program, native.data)
+    _, bounds, in_bounds = ipm.newton_spaces(arrays.namespace("numpy"), P, A, 0,
+                                             adapter.bound_rows(program))
+    assert bounds is not None and not in_bounds
+    derivative = native._batch_derivative.derivative
+    assert derivative.reduced is not None
+    assert derivative.system.shape[-1] <= m + n < program.n + program.m
+    exact = prob.compile(fast_paths=False).solve(*values, refine=True)
+    assert all(s is dd.SolveStatus.OPTIMAL for s in native.status)
+    np.testing.assert_allclose(native[x], exact[x], atol=1e-7)
+    g = rng.normal(size=native[x].shape)
+    ours, theirs = native.vjp({x: g}), exact.vjp({x: g})
+    for p in (c, h):
+        np.testing.assert_allclose(ours[p], theirs[p], atol=1e-8)
+
+
 def test_a_box_projection_has_no_other_rows_in_the_bound_space():
     """min ‖y − θ‖² s.t. −1 ≤ y ≤ 1: every row is a bound, so the bound space's reduced
     systems are empty (0 × 0) — in the iterations and in the derivative; the answer is
@@ -295,7 +325,7 @@ def test_the_polished_derivative_is_the_one_at_the_polished_points(radius):
     ops, k = arrays.namespace("numpy"), program.cones.zero + program.cones.nonneg
     P, A = native.dense_data(program, sol.data)
     cones = ipm.Cones.of(ops, program.cones)
-    rows, bounds = ipm.newton_spaces(ops, P, A, program.cones.zero,
+    rows, bounds, _ = ipm.newton_spaces(ops, P, A, program.cones.zero,
                                      native.bound_rows(program))
     d = ipm.Derivative(ops, cones, P, A, sol.x, sol.y, sol.s, rows, bounds)
     x, y, s = d.polish(sol.data.c.T, sol.data.b.T)
@@ -337,7 +367,7 @@ def test_a_deferred_row_space_is_made_only_where_the_derivative_falls_back_to_it
     cones = ipm.Cones(ops, 0, 4, ())
     P = 2.0 * np.eye(2)[None]
     A = np.array([[[-1.0, 0.0], [0.0, -1.0], [1.0, 0.0], [0.0, 1.0]]])   # −y ≤ 0, y ≤ u
-    rows, bounds = ipm.newton_spaces(ops, P, A, 0, ipm.bound_rows(*np.nonzero(A[0]), cones))
+    rows, bounds, _ = ipm.newton_spaces(ops, P, A, 0, ipm.bound_rows(*np.nonzero(A[0]), cones))
     assert isinstance(rows, ipm.Deferred) and bounds is not None
     x, s = np.array([[0.0, 0.5]]), np.array([[0.0, 0.5, 0.0, 0.5]])
     clear = ipm.Derivative(ops, cones, P, A, x, np.array([[1.0, 0.0, 0.0, 0.0]]), s, rows,

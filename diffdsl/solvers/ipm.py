@@ -470,13 +470,14 @@ class BoundSpace:
         return out + self.times_o_t(y_o)
 
     @classmethod
-    def of(cls, ops, P, A, zero: int, bounds, rivals: int,
+    def of(cls, ops, P, A, zero: int, bounds, rivals: int | None = None,
            columns: "ColumnClasses | None" = None) -> "BoundSpace | None":
         """The bound space of this batch where it applies (P diagonal, every variable with
-        P_jj > 0 or a nonzero bound) and its system is smaller than ``rivals`` unknowns
-        (the other spaces' size), else None. ``columns``: A_o's column classes, where
-        known (``ColumnClasses``)."""
-        if bounds is None or not len(bounds[0]) or A.shape[-2] - len(bounds[0]) >= rivals:
+        P_jj > 0 or a nonzero bound) and, given ``rivals``, its system is smaller than
+        that many unknowns (the other spaces' size), else None. ``columns``: A_o's column
+        classes, where known (``ColumnClasses``)."""
+        if bounds is None or not len(bounds[0]) or (
+                rivals is not None and A.shape[-2] - len(bounds[0]) >= rivals):
             return None
         n = P.shape[-1]
         p = P[:, np.arange(n), np.arange(n)]
@@ -538,21 +539,25 @@ def resolved(value):
 
 
 def newton_spaces(ops, P, A, zero: int, bounds, row_space: bool = True):
-    """(rows, bounds): the spaces the method's Newton systems and its derivative are solved
-    in. ``bounds``: the ``BoundSpace`` of the bound rows ``bounds`` (``bound_rows``; None:
-    none) where it applies and is smaller than the other spaces; ``rows``: the
-    ``RowSpace`` (``row_space``: P's pattern may be definite), ``Deferred`` where the bound
-    space serves — there only the derivative's fallback needs it, and P⁻¹ costs a
+    """(rows, bounds, bound_iterations): the spaces the method's Newton systems and its
+    derivative are solved in. ``bounds``: the ``BoundSpace`` of the bound rows ``bounds``
+    (``bound_rows``; None: none) where it applies — the derivative's system is never
+    larger there — and ``bound_iterations``: whether the iterations' systems are solved in
+    it too (it is smaller than the other spaces); ``rows``: the ``RowSpace``
+    (``row_space``: P's pattern may be definite), ``Deferred`` where the bound space
+    serves the iterations — then only the derivative's fallback needs it, and P⁻¹ costs a
     factorization and an inverse per call."""
     m, n = A.shape[-2:]
     row_space = row_space and RowSpace.pays(m, n, zero)
-    space = None if bounds is None else BoundSpace.of(ops, P, A, zero, bounds,
-                                                      m if row_space else n + zero)
+    space = None if bounds is None else BoundSpace.of(ops, P, A, zero, bounds)
+    bound_iterations = space is not None and space.size < (m if row_space else n + zero)
     if not row_space:
-        return None, space
-    if space is None:
-        return RowSpace.of(ops, P, A, zero), None
-    return Deferred(lambda: RowSpace.of(ops, P, A, zero)), space
+        rows = None
+    elif bound_iterations:
+        rows = Deferred(lambda: RowSpace.of(ops, P, A, zero))
+    else:
+        rows = RowSpace.of(ops, P, A, zero)
+    return rows, space, bound_iterations
 
 
 @dataclasses.dataclass
@@ -802,7 +807,7 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
 
 def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: int = 50,
                    rows: RowSpace | Deferred | None = None, bounds: BoundSpace | None = None,
-                   bar: bool = False):
+                   bar: bool = False, bound_iterations: bool = True):
     """``interior_point`` stopped early and polished (``Derivative.polish``): Newton's
     method makes a point with the right active set exact in a step or two, where the
     iterations would take several more. The hand-off is at ``HANDOFF``; at
@@ -813,13 +818,14 @@ def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     from where they stopped — to ``HANDOFF`` after the early hand-off, else to ``tol`` — and
     are polished again (the batch's derivative is factored anew; the others stay where
     they are). Elsewhere the derivative's system is larger than the iterations', so
-    stopping early costs more than it saves. ``bounds``: the iterations' Newton systems
-    are solved in it, and the derivative's where D allows (``rows`` is then its fallback). ``bar``:
-    an element also keeps a polished point no worse than the solver's own (see
-    ``Derivative.polish``). Returns
+    stopping early costs more than it saves. ``bounds``: the derivative's system is solved
+    in it where D allows (``rows`` is then its fallback), and with ``bound_iterations`` the
+    iterations' Newton systems (else in ``rows``, or x space). ``bar``: an element also
+    keeps a polished point no worse than the solver's own (see ``Derivative.polish``).
+    Returns
     (x, y, s, status, iterations, derivative), the derivative factored at the returned
     points; status OPTIMAL where they are exact."""
-    space = resolved(rows) if bounds is None else bounds
+    space = bounds if bounds is not None and bound_iterations else resolved(rows)
     early = space is not None and bounds is None
     x, y, s, status, iterations, _ = interior_point(
         ops, cones, P, c, A, b, tol, max_iter, rows=space,

@@ -81,8 +81,8 @@ def solve_substituted(ops, cones, P, c, A, b, substitution, overwrite=False, **l
     if limits.get("rows") is not None:          # the substituted data's own row space
         limits["rows"] = ipm.Deferred(lambda: ipm.RowSpace.of(ops, data[0], data[2],
                                                               cones.zero))
-    x, y, s, status, iterations, d = ipm.solve_polished(ops, cones, *data,
-                                                        **{**limits, "bounds": bounds})
+    x, y, s, status, iterations, d = ipm.solve_polished(
+        ops, cones, *data, **{**limits, "bounds": bounds, "bound_iterations": True})
     d = SubstitutedDerivative(ops, substitution, d, blocks, b)
     return d.x, y, s, status, iterations, d
 
@@ -130,7 +130,7 @@ def polish_batch(program, values, X, Y, S):
         if rows is None:
             return None
         bounds = ipm.BoundSpace.of(ops, data[0], data[2], program.cones.zero,
-                                   bound_rows(program), rows.size)
+                                   bound_rows(program))
         d = ipm.Derivative(ops, cones, data[0], data[2], x, y, s, rows, bounds)
         polished = d.polish(data[1], data[3],
                             bar=ipm.solver_residual(ops, *data, x, y, s))
@@ -177,11 +177,11 @@ def solve_dense(P, c, A, b, dims, opts, program=None):
                 ops, cones, *data, **limits, rows=ipm.RowSpace.of(ops, data[0], data[2],
                                                                   dims.zero))
         else:
-            rows, bounds = ipm.newton_spaces(ops, data[0], data[2], dims.zero,
-                                             bound_rows(program), program.P.full_diagonal)
+            rows, bounds, in_bounds = ipm.newton_spaces(
+                ops, data[0], data[2], dims.zero, bound_rows(program), program.P.full_diagonal)
             x, y, s, status, iterations, d = solve_substituted(
                 ops, cones, *data, substitution(program), overwrite=True, **limits, bar=True,
-                rows=rows, bounds=bounds)
+                rows=rows, bounds=bounds, bound_iterations=in_bounds)
             derivative = ProgramDerivative(ops, program, d)
         x, y, s, status, iterations = (ops.to_numpy(a) for a in (x, y, s, status, iterations))
     elapsed = time.perf_counter() - started
