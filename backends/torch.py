@@ -425,14 +425,11 @@ class TorchLayer(torch.nn.Module):
             limits = dict(tol=layout.tol, max_iter=layout.max_iter)
             d = None
             if derivative:
-                rows, bounds, in_bounds = ipm.newton_spaces(
-                    ops, data[0], data[2], layout.cones.zero, layout.bounds,
-                    layout.full_diagonal_P)
                 # A is this call's own array (built by _native_forward): hybrid, the
                 # substitution may write over it
                 x, y, _, status, _, d = native.solve_substituted(
-                    ops, cones, *data, layout.substitution, overwrite=hybrid, **limits,
-                    rows=rows, bounds=bounds, bound_iterations=in_bounds)
+                    ops, cones, *data, layout.substitution, layout.bounds,
+                    layout.full_diagonal_P, overwrite=hybrid, **limits)
                 d = _OnDevice(d, ops, device)
             else:               # unrolled: every step in torch's autograd, in x space
                 x, y, _, status, _, _ = ipm.interior_point(ops, cones, *data, **limits,

@@ -538,7 +538,8 @@ def resolved(value):
     return value.value if isinstance(value, Deferred) else value
 
 
-def newton_spaces(ops, P, A, zero: int, bounds, row_space: bool = True):
+def newton_spaces(ops, P, A, zero: int, bounds, row_space: bool = True,
+                  columns: "ColumnClasses | None" = None):
     """(rows, bounds, bound_iterations): the spaces the method's Newton systems and its
     derivative are solved in. ``bounds``: the ``BoundSpace`` of the bound rows ``bounds``
     (``bound_rows``; None: none) where it applies — the derivative's system is never
@@ -546,10 +547,12 @@ def newton_spaces(ops, P, A, zero: int, bounds, row_space: bool = True):
     it too (it is smaller than the other spaces); ``rows``: the ``RowSpace``
     (``row_space``: P's pattern may be definite), ``Deferred`` where the bound space
     serves the iterations — then only the derivative's fallback needs it, and P⁻¹ costs a
-    factorization and an inverse per call."""
+    factorization and an inverse per call. ``columns``: the column classes of the bound
+    space's other rows, where known (``ColumnClasses``)."""
     m, n = A.shape[-2:]
     row_space = row_space and RowSpace.pays(m, n, zero)
-    space = None if bounds is None else BoundSpace.of(ops, P, A, zero, bounds)
+    space = None if bounds is None else BoundSpace.of(ops, P, A, zero, bounds,
+                                                      columns=columns)
     bound_iterations = space is not None and space.size < (m if row_space else n + zero)
     if not row_space:
         rows = None

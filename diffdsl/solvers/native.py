@@ -68,21 +68,24 @@ def substitution(program) -> SlackSubstitution | None:
     return program._slack_substitution
 
 
-def solve_substituted(ops, cones, P, c, A, b, substitution, overwrite=False, **limits):
-    """``ipm.solve_polished`` of the batch, on its substituted program where
-    ``substitution`` is given (its Newton systems and derivative in the bound space):
-    (x, y, s, status, iterations, derivative) for the original program. ``limits``: as
-    for ``solve_polished`` (its ``bounds`` and ``rows``: the original program's spaces;
-    the substituted program gets its own). ``overwrite``: A may be written over."""
-    if substitution is None:
-        return ipm.solve_polished(ops, cones, P, c, A, b, **limits)
-    *data, blocks = substitution.data(ops, P, c, A, b, overwrite)
-    bounds = substitution.bound_space(ops, data[0], data[2], cones.zero)
-    if limits.get("rows") is not None:          # the substituted data's own row space
-        limits["rows"] = ipm.Deferred(lambda: ipm.RowSpace.of(ops, data[0], data[2],
-                                                              cones.zero))
+def solve_substituted(ops, cones, P, c, A, b, substitution, bounds, row_space: bool,
+                      overwrite=False, **limits):
+    """``ipm.solve_polished`` of the batch in the spaces ``ipm.newton_spaces`` picks, on its
+    substituted program where ``substitution`` is given (there by the substitution's own
+    bound rows and column classes): (x, y, s, status, iterations, derivative) for the
+    original program. ``bounds``: the program's bound rows (``bound_rows``);
+    ``row_space``: P's pattern may be definite; ``limits``: as for ``solve_polished``.
+    ``overwrite``: A may be written over."""
+    data, columns = (P, c, A, b), None
+    if substitution is not None:
+        *data, blocks = substitution.data(ops, P, c, A, b, overwrite)
+        bounds, columns = substitution.bounds, substitution.columns
+    rows, space, in_bounds = ipm.newton_spaces(ops, data[0], data[2], cones.zero, bounds,
+                                               row_space, columns)
     x, y, s, status, iterations, d = ipm.solve_polished(
-        ops, cones, *data, **{**limits, "bounds": bounds, "bound_iterations": True})
+        ops, cones, *data, **limits, rows=rows, bounds=space, bound_iterations=in_bounds)
+    if substitution is None:
+        return x, y, s, status, iterations, d
     d = SubstitutedDerivative(ops, substitution, d, blocks, b)
     return d.x, y, s, status, iterations, d
 
@@ -143,7 +146,8 @@ def _polish_substituted(ops, cones, program, sub, data, x, y, s):
     variables; y and s unchanged), its derivative mapped back (``SubstitutedDerivative``)."""
     b = data[3]
     *sub_data, blocks = sub.data(ops, *data, overwrite=True)    # A: this call's own copy
-    bounds = sub.bound_space(ops, sub_data[0], sub_data[2], program.cones.zero)
+    bounds = ipm.BoundSpace.of(ops, sub_data[0], sub_data[2], program.cones.zero,
+                               sub.bounds, columns=sub.columns)
     if bounds is None:
         return None
     x = sub.substituted(ops, x, b)
@@ -177,11 +181,9 @@ def solve_dense(P, c, A, b, dims, opts, program=None):
                 ops, cones, *data, **limits, rows=ipm.RowSpace.of(ops, data[0], data[2],
                                                                   dims.zero))
         else:
-            rows, bounds, in_bounds = ipm.newton_spaces(
-                ops, data[0], data[2], dims.zero, bound_rows(program), program.P.full_diagonal)
             x, y, s, status, iterations, d = solve_substituted(
-                ops, cones, *data, substitution(program), overwrite=True, **limits, bar=True,
-                rows=rows, bounds=bounds, bound_iterations=in_bounds)
+                ops, cones, *data, substitution(program), bound_rows(program),
+                program.P.full_diagonal, overwrite=True, **limits, bar=True)
             derivative = ProgramDerivative(ops, program, d)
         x, y, s, status, iterations = (ops.to_numpy(a) for a in (x, y, s, status, iterations))
     elapsed = time.perf_counter() - started

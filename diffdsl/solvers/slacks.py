@@ -131,13 +131,6 @@ class SlackSubstitution:
             flat[:, own] = -ops.constant(np.tile(np.eye(V.shape[1]).ravel(), len(V)), c)
         return P, c, A, b, blocks
 
-    def bound_space(self, ops, P, A, zero: int) -> "ipm.BoundSpace | None":
-        """The substituted batch's ``ipm.BoundSpace`` (P, A from ``data``; ``zero``: the
-        zero-cone rows), with its column classes, where it applies and its system is smaller
-        than x space's (n + zero unknowns), else None."""
-        return ipm.BoundSpace.of(ops, P, A, zero, self.bounds, P.shape[-1] + zero,
-                                 self.columns)
-
     def shift_rows(self, ops, v, blocks):
         """(v − A Z v_R, Z v_R) for v on the rows: Z v_R is C_g⁻¹ v_{R_g} on the groups'
         variables (0 elsewhere), and v − A Z v_R is 0 on the groups' own rows (C C⁻¹ = I).
