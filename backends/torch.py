@@ -303,6 +303,7 @@ class TorchLayer(torch.nn.Module):
         self.last_solution = None
         self._maps = {k: None for k in BLOCKS}
         self._device = None
+        self._native_cones = {}         # (namespace, device) → the method's cone constants
 
     @property
     def compiled(self):
@@ -421,7 +422,10 @@ class TorchLayer(torch.nn.Module):
         threads = single_threaded_openmp() if hybrid else contextlib.nullcontext()
         with single_threaded_blas(), threads, np.errstate(over="ignore", invalid="ignore",
                                                           divide="ignore"):
-            cones = ipm.Cones.of(ops, layout.cones, like=data[0])
+            key = (ops.name, device)
+            if key not in self._native_cones:
+                self._native_cones[key] = ipm.Cones.of(ops, layout.cones, like=data[0])
+            cones = self._native_cones[key]
             limits = dict(tol=layout.tol, max_iter=layout.max_iter)
             d = None
             if derivative:

@@ -139,6 +139,21 @@ def test_torch_unrolled_rule_approaches_the_implicit_derivative(make):
         np.testing.assert_allclose(b, a, atol=1e-5)
 
 
+def test_a_torch_native_layer_that_has_run_deep_copies_and_pickles():
+    """A layer keeps per-device constants of the method (its cones' arrays, with their
+    array namespace) after a call: copies and pickles of it (an EMA model, a checkpoint)
+    carry them and answer alike."""
+    import copy
+    import pickle
+    case = CASES[2]()                                         # the SOCP: cone constants
+    layer = torch_layer(case)
+    inputs = tensors(case.batched_values(3, seed=4), grad=False)
+    expected = flat(layer(*inputs))
+    for clone in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        for a, b in zip(flat(clone(*inputs)), expected, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
 def test_torch_native_failures_raise_or_come_back_nan():
     prob, x, h = infeasible_when_negative()
     with pytest.raises(dd.SolverError, match="element 1"):

@@ -84,6 +84,10 @@ class NumpyArrays:
     def __init__(self) -> None:
         self.xp = np
 
+    def __reduce__(self):
+        """Pickled (and deep-copied) by name: the namespace of that name where loaded."""
+        return namespace, (self.name,)
+
     # constructors and conversion --------------------------------------------------
     def constant(self, a, like=None):
         """A NumPy constant as an array of this namespace (on ``like``'s device)."""
