@@ -9,6 +9,8 @@ Written with indexing and arithmetic only, so it runs in every array namespace.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 MAX_DEPTH = 8     # entries per column above which the dense product is kept
@@ -35,25 +37,12 @@ class ColumnGather:
 
     def _build(self, ops, rows, cols, values, shape, like) -> None:
         self.ops, self.n = ops, shape[1]
-        present = values != 0
-        rows, cols, values = rows[present], cols[present], values[present].astype(float)
-        order = np.lexsort((rows, cols))                    # by column, then row
-        rows, cols, values = rows[order], cols[order], values[order]
-        first = np.searchsorted(cols, cols)                 # each column's first entry
-        level = np.arange(cols.size) - first
-        depth = int(level.max(initial=-1)) + 1
-        self.dense, self.layers = None, []
-        if depth > MAX_DEPTH:
-            M = np.zeros(shape)
-            M[rows, cols] = values
-            self.dense = ops.constant(M, like)
-            return
-        for at in range(depth):
-            on = level == at
-            src, weight = np.zeros(self.n, np.int64), np.zeros(self.n)
-            src[cols[on]], weight[cols[on]] = rows[on], values[on]
-            self.layers.append((src, None if np.all(weight == 1.0)
-                                else ops.constant(weight, like)))
+        dense, layers = _layers(np.asarray(rows, np.int64).tobytes(),
+                                np.asarray(cols, np.int64).tobytes(),
+                                np.asarray(values, float).tobytes(), tuple(shape))
+        self.dense = None if dense is None else ops.constant(dense, like)
+        self.layers = [(src, None if weight is None else ops.constant(weight, like))
+                       for src, weight in layers]
 
     def __call__(self, v):
         """v M for v (B, k)."""
@@ -67,3 +56,30 @@ class ColumnGather:
             term = term if weight is None else term * weight
             out = term if out is None else out + term
         return out
+
+
+@functools.lru_cache(maxsize=64)
+def _layers(rows: bytes, cols: bytes, values: bytes, shape: tuple[int, int]):
+    """The gather's static part, from M's entries (as bytes: a cache key; the same
+    matrices recur every call): (M dense, ()) past ``MAX_DEPTH``, else (None, layers) —
+    each layer a source row per column and its weights (None where all are 1)."""
+    rows, cols = np.frombuffer(rows, np.int64), np.frombuffer(cols, np.int64)
+    values = np.frombuffer(values, float)
+    present = values != 0
+    rows, cols, values = rows[present], cols[present], values[present]
+    order = np.lexsort((rows, cols))                    # by column, then row
+    rows, cols, values = rows[order], cols[order], values[order]
+    first = np.searchsorted(cols, cols)                 # each column's first entry
+    level = np.arange(cols.size) - first
+    depth = int(level.max(initial=-1)) + 1
+    if depth > MAX_DEPTH:
+        M = np.zeros(shape)
+        M[rows, cols] = values
+        return M, ()
+    layers = []
+    for at in range(depth):
+        on = level == at
+        src, weight = np.zeros(shape[1], np.int64), np.zeros(shape[1])
+        src[cols[on]], weight[cols[on]] = rows[on], values[on]
+        layers.append((src, None if np.all(weight == 1.0) else weight))
+    return None, tuple(layers)

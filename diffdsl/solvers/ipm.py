@@ -372,15 +372,10 @@ class BoundSpace:
                  columns: "ColumnClasses | None" = None) -> None:
         rows, cols = bounds
         m, n = A.shape[-2:]
-        self.rows, self.cols = rows, cols
-        other = np.ones(m, bool)
-        other[rows] = False
-        self.others = np.flatnonzero(other)
-        self.order = np.argsort(np.concatenate([self.others, rows]))   # (u_o, u_b) → u
-        # the inequality rows (from ``zero`` on): the others among them, then the bounds
-        self.zero, self.equalities = zero, int(np.sum(self.others < zero))
-        self.others_i = self.others[self.equalities:]
-        self.order_i = np.argsort(np.concatenate([self.others_i, rows]))
+        self.rows, self.cols, self.zero = rows, cols, zero
+        # the other rows; (u_o, u_b) → u; the inequality rows' others and order (from zero)
+        self.others, self.order, self.equalities, self.others_i, self.order_i = _row_sets(
+            np.asarray(rows, np.int64).tobytes(), m, zero)
         self.p, self.a = p, ops.contiguous(A[:, rows, cols])              # (·, n), (·, nb)
         # A_bᵀv = onto_variables(a·v)
         self.onto_variables = ColumnGather.of_entries(ops, np.arange(rows.size), cols,
@@ -391,7 +386,7 @@ class BoundSpace:
         self.ops = ops
         self.columns = columns
         if columns is not None:
-            j, lead = np.nonzero(columns.members)          # each variable's class
+            j, lead = columns.member_entries                # each variable's class
             scale, shape = columns.scale[j], columns.members.shape
             self.weights = ColumnGather.of_entries(ops, j, lead, scale * scale, shape, p)
             self.to_leads = ColumnGather.of_entries(ops, j, lead, scale, shape, p)
@@ -599,6 +594,24 @@ class ColumnClasses:
         single_rows = pattern_o[:, single].argmax(0)
         return cls(np.asarray(scale, float), members, lead_order, leads[dense_lead],
                    dense_lead, single, single_lead, single_rows, pattern_o.shape[0])
+
+    @functools.cached_property
+    def member_entries(self) -> tuple[np.ndarray, np.ndarray]:
+        """``members``' entries: (variables, their leads)."""
+        return np.nonzero(self.members)
+
+
+@functools.lru_cache(maxsize=64)
+def _row_sets(rows: bytes, m: int, zero: int):
+    """``BoundSpace``'s static row sets from its bound rows (as bytes: a cache key)."""
+    rows = np.frombuffer(rows, np.int64)
+    other = np.ones(m, bool)
+    other[rows] = False
+    others = np.flatnonzero(other)
+    order = np.argsort(np.concatenate([others, rows]))
+    equalities = int(np.sum(others < zero))
+    return (others, order, equalities, others[equalities:],
+            np.argsort(np.concatenate([others[equalities:], rows])))
 
 
 def bound_rows(rows, cols, cones) -> tuple[np.ndarray, np.ndarray]:
