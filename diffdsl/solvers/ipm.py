@@ -57,8 +57,9 @@ OPTIMAL, OPTIMAL_INACCURATE, ITERATION_LIMIT = 0, 1, 2
 
 class Cones:
     """The cone layout (zero, nonneg, SOC sizes) as constants of one array namespace:
-    SOC rows are grouped by the (rows, cones) membership matrix E, so every per-cone
-    quantity is a product with E or Eᵀ (no scatter, so it runs under jit and vmap)."""
+    per-cone sums of the SOC rows are products with Eᵀ, E the (rows, cones) membership
+    matrix, and per-cone values go back onto their rows by gathers (no scatter, so it runs
+    under jit and vmap)."""
 
     def __init__(self, ops, zero: int, nonneg: int, soc: tuple[int, ...], like=None) -> None:
         self.ops, self.zero, self.nonneg, self.soc = ops, int(zero), int(nonneg), tuple(soc)
@@ -68,7 +69,7 @@ class Cones:
         head = np.zeros(mq)
         head[(np.cumsum(self.soc) - np.asarray(self.soc, int)).astype(int)] = 1.0
         self.has_soc = K > 0
-        self.E, self.ET = ops.constant(E, like), ops.constant(E.T, like)
+        self.ET = ops.constant(E.T, like)
         self.head = ops.constant(head[:, None], like)           # (mq, 1)
         self.tail = ops.constant(1 - head[:, None], like)
         self.J = ops.constant(2 * head[:, None] - 1, like)      # diag(1, −I) per cone
