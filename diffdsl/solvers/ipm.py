@@ -1260,7 +1260,7 @@ class Derivative:
             self._at(x, project_dual(cones, v), v)
         else:
             self.x, self.v, self.y = x, v, project_dual(cones, v)
-        self.usable = self.clear & ops.pivots_ok(self.factors)
+        self.usable = self.clear & ~self.singular
 
     def _clear_of_kinks(self, v):
         """Per element: an exact point's v away from every projection's kink — |vᵢ| on
