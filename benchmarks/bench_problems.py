@@ -4,7 +4,7 @@ diffdsl against cvxpylayers on the same instances, diffdsl with Clarabel and (wh
 cones allow) its native batched solver. The last column is the largest difference between the
 two tools' gradients, relative to ours (ours are refined to ~1e-15; cvxpylayers' carry
 SCS's default accuracy). Each layer is warmed up by one full-batch forward + backward, then
-timed as the best of three (the steady state of a training loop: the first full-size calls
+timed as the best of five (the steady state of a training loop: the first full-size calls
 of a process also pay the allocator's growth)."""
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def values(name, batch, rng):
     return [0.1 * rng.normal(size=(batch, 50)), 0.2 * rng.normal(size=(batch, 5, 50))]
 
 
-def timed(layer, vals, weights, repeats=3):
+def timed(layer, vals, weights, repeats=5):
     """Best time of forward + backward of Σ weights ⊙ output, and the first gradient."""
     from diffdsl.cones import projections
     best, grad = np.inf, None
