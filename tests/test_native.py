@@ -384,13 +384,15 @@ def test_a_deferred_row_space_is_made_only_where_the_derivative_falls_back_to_it
                                    rtol=1e-14, atol=1e-14)
 
 
-@pytest.mark.parametrize("make", ["qp", "socp", "lasso"])
+@pytest.mark.parametrize("make", ["qp", "socp", "portfolio", "lasso"])
 def test_elements_the_polish_misses_continue_their_iterations(make, monkeypatch):
-    """With the hand-off far too early (relative error 0.3) the polish cannot finish most
-    elements: they continue from where they stopped (to the early hand-off's 1e-8 in row
-    space; elsewhere, the lasso's bound space, to the method's tolerance), and the batch
-    still ends exact, equal to Clarabel's solutions and the HSDE derivative, within the
-    iteration limit."""
+    """With the hand-offs far too early (relative error 0.3) the polish cannot finish most
+    elements: they continue from where they stopped — after the early hand-off (row
+    space; the bound space with a quadratic term on every variable, the portfolio) to
+    ``HANDOFF`` and, still unfinished, to the method's tolerance; after the lasso's (its
+    bound space keeps free slacks) to the tolerance at once — and the batch still ends
+    exact, equal to Clarabel's solutions and the HSDE derivative, within the iteration
+    limit."""
     from diffdsl.solvers import ipm
     if make == "qp":
         prob, x, values = dense_qp()
@@ -399,11 +401,16 @@ def test_elements_the_polish_misses_continue_their_iterations(make, monkeypatch)
         x, q, G = dd.Variable(6), dd.Parameter(6), rng.normal(size=(2, 6))
         prob = dd.Problem(dd.Minimize(dd.sum_squares(x - q)), [dd.norm(x) <= 1, G @ x <= 0.2])
         values = (2 * rng.normal(size=(8, 6)),)
+    elif make == "portfolio":    # P = 0.2I, w ≥ 0: the bound space, early hand-off
+        x, q, F = dd.Variable(10), dd.Parameter(10), rng.normal(size=(3, 10)) / 3
+        prob = dd.Problem(dd.Maximize(q @ x - 0.1 * dd.sum_squares(x)),
+                          [dd.norm(F @ x) <= 0.3, dd.sum(x) == 1, x >= 0])
+        values = (0.3 * rng.normal(size=(8, 10)),)
     else:                        # slack-substituted: the bound space, hand-off at HANDOFF
         x, q, M = dd.Variable(12), dd.Parameter(6), rng.normal(size=(6, 12))
         prob = dd.Problem(dd.Minimize(dd.sum_squares(M @ x - q) + 0.3 * dd.norm1(x)))
         values = (rng.normal(size=(8, 6)),)
-        monkeypatch.setattr(ipm, "HANDOFF", 0.3)
+    monkeypatch.setattr(ipm, "HANDOFF", 0.3)
     monkeypatch.setattr(ipm, "EARLY_HANDOFF", 0.3)
     starts = []
     original = ipm.interior_point
@@ -413,8 +420,9 @@ def test_elements_the_polish_misses_continue_their_iterations(make, monkeypatch)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(ipm, "interior_point", spy)
-    native = prob.compile(solver="native", max_iter=40).solve(*values)
-    assert starts[0] is None and starts[1] is not None          # the continuation ran
+    native = prob.compile(solver="native", max_iter=40, fast_paths=False).solve(*values)
+    assert starts[0] is None and all(s is not None for s in starts[1:])
+    assert len(starts) == (2 if make == "lasso" else 3)         # the continuations ran
     exact = prob.compile().solve(*values, refine=True)
     assert all(s is dd.SolveStatus.OPTIMAL for s in native.status)
     assert max(native.iterations) <= 40

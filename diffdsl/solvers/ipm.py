@@ -828,22 +828,27 @@ def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     """``interior_point`` stopped early and polished (``Derivative.polish``): Newton's
     method makes a point with the right active set exact in a step or two, where the
     iterations would take several more. The hand-off is at ``HANDOFF``; at
-    ``EARLY_HANDOFF`` where the iterations' Newton systems and the derivative's are both
-    in row space (P definite, no ``bounds``): from there the polish (whose factorization is
-    the size of one iteration's) saves two or three iterations. Elements it does not make
-    exact (and whose iterations had not reached ``tol``) then continue their iterations
-    from where they stopped — to ``HANDOFF`` after the early hand-off, else to ``tol`` — and
-    are polished again (the batch's derivative is factored anew; the others stay where
-    they are). Elsewhere the derivative's system is larger than the iterations', so
-    stopping early costs more than it saves. ``bounds``: the derivative's system is solved
-    in it where D allows (``rows`` is then its fallback), and with ``bound_iterations`` the
-    iterations' Newton systems (else in ``rows``, or x space). ``bar``: an element also
-    keeps a polished point no worse than the solver's own (see ``Derivative.polish``).
-    Returns
-    (x, y, s, status, iterations, derivative), the derivative factored at the returned
-    points; status OPTIMAL where they are exact."""
+    ``EARLY_HANDOFF`` where the derivative's system is no larger than the iterations' —
+    these in row space (P definite), or in the bound space with a quadratic term on every
+    variable (the derivative's bound system is then the iterations' other rows): from
+    there the polish (whose factorization is the size of one iteration's) saves two or
+    three iterations. Elements it does not make exact (and whose iterations had not
+    reached ``tol``) then continue their iterations from where they stopped — to
+    ``HANDOFF`` after the early hand-off, else to ``tol`` — and are polished again (the
+    batch's derivative is factored anew; the others stay where they are); after the early
+    hand-off, elements still unfinished then continue to ``tol``. Elsewhere the
+    derivative's system is larger than the iterations', so stopping early costs more than
+    it saves. ``bounds``: the derivative's system is solved in it where D allows (``rows``
+    is then its fallback), and with ``bound_iterations`` the iterations' Newton systems
+    (else in ``rows``, or x space). ``bar``: an element also keeps a polished point no
+    worse than the solver's own (see ``Derivative.polish``). Returns (x, y, s, status,
+    iterations, derivative), the derivative factored at the returned points; status
+    OPTIMAL where they are exact."""
     space = bounds if bounds is not None and bound_iterations else resolved(rows)
-    early = space is not None and bounds is None
+    # early where the polish's system is no larger than an iteration's: row space, or a
+    # bound space whose variables all have a quadratic term (the derivative keeps none)
+    early = isinstance(space, RowSpace) or (
+        space is bounds and bounds is not None and ops.maybe_all(bounds.p > 0))
     x, y, s, status, iterations, _ = interior_point(
         ops, cones, P, c, A, b, tol, max_iter, rows=space,
         handoff=EARLY_HANDOFF if early else HANDOFF)
@@ -854,12 +859,16 @@ def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         return d, d.polish(c, b, bar=residual)
 
     d, polished = polished_at(x, y, s)
-    if ops.maybe_any(~d.exact & (status != OPTIMAL)):
+    # unfinished elements continue: after the early hand-off to HANDOFF and, still
+    # unfinished, to tol (a JAX trace, which cannot look, takes the first stage only)
+    for stage, stop in enumerate((HANDOFF, None) if early else (None,)):
+        if not ops.maybe_any(~d.exact & (status != OPTIMAL), unknown=stage == 0):
+            break
         keep = d.exact[:, None]
         start = [ops.where(keep, new, old) for new, old in zip(polished, (x, y, s), strict=True)]
         x, y, s, again, iterations, _ = interior_point(
-            ops, cones, P, c, A, b, tol, max_iter, rows=space,
-            handoff=HANDOFF if early else None, start=(*start, iterations))
+            ops, cones, P, c, A, b, tol, max_iter, rows=space, handoff=stop,
+            start=(*start, iterations))
         status = ops.where(d.exact, status, again)
         d, polished = polished_at(x, y, s)
     return (*polished, polished_status(ops, status, d.exact), iterations, d)
