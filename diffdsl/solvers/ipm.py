@@ -725,7 +725,8 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
 
     if start is None:
         # x from the KKT system with unit scaling, s shifted into the cone's interior
-        x, ye = _KKT(ops, P, A, zero, rows=rows).solve(-c + Ai_t(bi), be)
+        x, ye = _KKT(ops, P, A, zero, rows=rows, refine=not isinstance(rows, BoundSpace)
+                     ).solve(-c + Ai_t(bi), be)
         s = bi - prod.times_i(x)
         shift = ops.maximum(1.0 - cones.min_eigenvalue(s), 0.0)
         s = s + shift[:, None] * ones
