@@ -333,7 +333,9 @@ class TorchLayer(torch.nn.Module):
         if core.fast_path is not None:                 # a closed form, differentiated by torch
             return self._closed_form(theta, batch, dtype, device)
         maps = self._data_maps(device)
-        data = [_apply(maps[k], theta[:1] if core.constant[k] else theta) for k in BLOCKS]
+        # a block θ does not move is computed once, outside autograd (its gradient is 0)
+        data = [_apply(maps[k], theta[:1].detach() if core.constant[k] else theta)
+                for k in BLOCKS]
         if self.native:
             return self._native_forward(data, theta, batch, dtype, device, solver_args)
         return self._host_forward(data, theta, batch, dtype, device, solver_args)
