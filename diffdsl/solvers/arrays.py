@@ -93,6 +93,11 @@ class NumpyArrays:
         """A NumPy constant as an array of this namespace (on ``like``'s device)."""
         return np.asarray(a, dtype=np.float64)
 
+    def index(self, a, like=None):
+        """Constant integer positions for ``take``, kept where ``like`` lives (NumPy's stay
+        NumPy arrays: JAX takes them as static under a trace)."""
+        return np.asarray(a, dtype=np.int64)
+
     def zeros(self, shape, like=None):
         return self.xp.zeros(shape, dtype=self.float64)
 
@@ -284,6 +289,10 @@ class TorchArrays(NumpyArrays):
     def constant(self, a, like=None):
         device = None if like is None else like.device
         return self.torch.as_tensor(np.array(a, dtype=np.float64), device=device)
+
+    def index(self, a, like=None):
+        device = None if like is None else like.device
+        return self.torch.as_tensor(np.asarray(a, dtype=np.int64), device=device)
 
     def zeros(self, shape, like=None):
         return self.torch.zeros(shape, dtype=self.float64,

@@ -79,8 +79,9 @@ class Cones:
         self.signs = ops.constant(np.outer(2 * head - 1, 2 * head - 1), like)   # J 1 1ᵀ J
         self.J_eye = ops.constant(np.diag(2 * head - 1), like)
         # each cone row's cone, and its cone's head row (spread and head values as gathers)
-        self.cone_of_row = np.repeat(np.arange(K), self.soc).astype(np.int64)
-        self.head_of_row = np.flatnonzero(head)[self.cone_of_row] if K else self.cone_of_row
+        cone_of_row = np.repeat(np.arange(K), self.soc)
+        self.cone_of_row = ops.index(cone_of_row, like)
+        self.head_of_row = ops.index(np.flatnonzero(head)[cone_of_row], like)
         self.degree = self.nonneg + K
 
     @classmethod
