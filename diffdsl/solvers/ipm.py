@@ -1158,11 +1158,13 @@ class Derivative:
                                 -prod.times(zx) + zw - Dw], 1)
         return out if keep is None else keep * out + (1.0 - keep) * kept
 
-    def solve(self, rhs, transpose: bool = False):
-        """M⁻¹ rhs (or M⁻ᵀ rhs), refined once; set-aside variables get 0."""
+    def solve(self, rhs, transpose: bool = False, refine: bool = True):
+        """M⁻¹ rhs (or M⁻ᵀ rhs), refined once (``refine``); set-aside variables get 0."""
         if self.keep is not None:
             rhs = self.keep * rhs
         sol = self._solve(rhs, transpose)
+        if not refine:
+            return sol
         return sol + self._solve(rhs - self.matvec(sol, transpose), transpose)
 
     def _solve(self, rhs, transpose: bool):
@@ -1236,7 +1238,9 @@ class Derivative:
                 if ops.maybe_all(best[2] <= 1e-12 * (1.0 + size)):
                     break                        # every element exact already
                 self._move_to(x, v)
-            step = self.solve(F)
+            # (unrefined: the next step squares a step's error away, and exactness is
+            # judged on F itself)
+            step = self.solve(F, refine=False)
             x, v = x - step[:, :n], v - step[:, n:]
             F = self.residual(c, b, x, v)
             norm = ops.sqrt(ops.sum(F * F, 1))
