@@ -45,9 +45,10 @@ EXACT_KINK = 1e-9   # an exact point's relative distance to a projection's kink 
                     # strict complementarity is taken to fail
 TINY = 1e-300
 HANDOFF = 1e-8       # error at which ``solve_polished`` stops the iterations to polish
-EARLY_HANDOFF = 1e-5  # ... where the derivative's system is no larger than the iterations'
-                      # (1e-6 took one more of the batch's ~8 iterations on the dense QP
-                      # and portfolio benchmarks, with the same statuses over the corpus)
+EARLY_HANDOFF = 1e-4  # ... where the derivative's system is no larger than the iterations'
+                      # (1e-6 and 1e-5 took one or two more of the batch's ~8 iterations on
+                      # the dense QP and portfolio benchmarks; the same statuses over the
+                      # corpus and the scaled batches: their continuation catches the rest)
 REFINE_BELOW = 1e-5  # relative error below which the row-space Newton solves are refined
 DENSE_CONE_ROWS = 128  # cone rows up to which the NT scaling is held as dense blocks
 STEP = 0.999         # fraction of the way to the cone's boundary each step goes (0.99 took
