@@ -330,7 +330,7 @@ def test_the_polished_derivative_is_the_one_at_the_polished_points(radius):
     d = ipm.Derivative(ops, cones, P, A, sol.x, sol.y, sol.s, rows, bounds)
     x, y, s = d.polish(sol.data.c.T, sol.data.b.T)
     assert d.exact.all()
-    inside, polar = ipm._soc_branches(cones, (y - s)[:, k:, None])
+    inside, polar = ipm._soc_branches(*ipm._cone_parts(cones, (y - s)[:, k:, None]))
     assert (~(inside | polar)).all() if radius < 1 else polar.all()   # the branch meant
     fresh = ipm.Derivative(ops, cones, P, A, x, y, s, rows, bounds)
     r = rng.normal(size=(4, program.n + program.m))

@@ -133,11 +133,17 @@ class NumpyArrays:
         """Largest entry along ``axis`` (``empty`` when the axis has no entries)."""
         if a.shape[axis] == 0:
             return self.full(a.shape[:axis] + a.shape[axis + 1:], empty, a)
-        return a.max(axis)
+        return self._max(a, axis)
 
     def amin(self, a, axis, empty=np.inf):
         if a.shape[axis] == 0:
             return self.full(a.shape[:axis] + a.shape[axis + 1:], empty, a)
+        return self._min(a, axis)
+
+    def _max(self, a, axis):
+        return a.max(axis)
+
+    def _min(self, a, axis):
         return a.min(axis)
 
     def full(self, shape, value, like):
@@ -329,14 +335,10 @@ class TorchArrays(NumpyArrays):
     def cat(self, arrays, axis):
         return self.torch.cat(arrays, dim=axis)
 
-    def amax(self, a, axis, empty=0.0):
-        if a.shape[axis] == 0:
-            return self.full(a.shape[:axis] + a.shape[axis + 1:], empty, a)
+    def _max(self, a, axis):
         return self.torch.amax(a, axis)           # (a tensor's max(axis) also gives indices)
 
-    def amin(self, a, axis, empty=np.inf):
-        if a.shape[axis] == 0:
-            return self.full(a.shape[:axis] + a.shape[axis + 1:], empty, a)
+    def _min(self, a, axis):
         return self.torch.amin(a, axis)
 
     def broadcast(self, a, shape):

@@ -645,7 +645,8 @@ class _KKT:
     def __init__(self, ops, P, A, me: int, W=None, rows: RowSpace | BoundSpace | None = None,
                  refine: bool = True) -> None:
         n, Ae, Ai = P.shape[-1], A[:, :me], A[:, me:]
-        self.ops, self.n, self.me, self.rows, self.refine = ops, n, me, rows, refine
+        self.ops, self.n, self.me, self.rows = ops, n, me, rows
+        self.refine = refine and not isinstance(rows, BoundSpace)
         self.products = rows if isinstance(rows, BoundSpace) else DenseProducts(P, A)
         if rows is not None:
             m = A.shape[-2]
@@ -670,7 +671,7 @@ class _KKT:
 
     def solve(self, rhs_x, rhs_e):
         ops, rows = self.ops, self.rows
-        if isinstance(rows, BoundSpace) and not self.refine:
+        if isinstance(rows, BoundSpace):
             return rows.solve_equalities(ops, self.factors, rhs_x, rhs_e)
         if rows is not None:
             m, prod = self.H[0].shape[-1], self.products
@@ -727,8 +728,7 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
 
     if start is None:
         # x from the KKT system with unit scaling, s shifted into the cone's interior
-        x, ye = _KKT(ops, P, A, zero, rows=rows, refine=not isinstance(rows, BoundSpace)
-                     ).solve(-c + Ai_t(bi), be)
+        x, ye = _KKT(ops, P, A, zero, rows=rows).solve(-c + Ai_t(bi), be)
         s = bi - prod.times_i(x)
         shift = ops.maximum(1.0 - cones.min_eigenvalue(s), 0.0)
         s = s + shift[:, None] * ones
@@ -920,16 +920,14 @@ def project_dual(cones: Cones, v):
         t, norm = _cone_parts(cones, vq)
         boundary = cones.spread((t + norm) / 2) * (
             h + (1 - h) * vq / cones.spread(ops.maximum(norm, TINY)))
-        inside = cones.spread(ops.where(norm <= t, 1.0, 0.0)) > 0.5
-        polar = cones.spread(ops.where(norm <= -t, 1.0, 0.0)) > 0.5
+        inside, polar = (cones.spread(branch) for branch in _soc_branches(t, norm))
         parts.append(ops.where(inside, vq, ops.where(polar, 0.0, boundary))[..., 0])
     return ops.cat(parts, 1)
 
 
-def _soc_branches(cones: Cones, vq):
-    """Per cone (B, K, 1): v inside the cone (‖v̄‖ ≤ v₀: its projection's D is I), v in
-    its polar and not inside (D = 0)."""
-    t, norm = _cone_parts(cones, vq)
+def _soc_branches(t, norm):
+    """Per cone, from its ``_cone_parts``: v inside the cone (‖v̄‖ ≤ v₀: Π(v) = v, D = I),
+    v in its polar and not inside (Π(v) = 0, D = 0); on neither, the boundary's branch."""
     inside = norm <= t
     return inside, (norm <= -t) & ~inside
 
@@ -1121,8 +1119,8 @@ class Derivative:
         mask = cones.block_mask
         eye = ops.eye(mask.shape[0], vq)
         boundary = mask * (0.5 * w @ w.mT - r * (xhat @ xhat.mT)) + eye * (r * (1 - h))
-        inside = cones.spread(ops.where(norm <= t, 1.0, 0.0))
-        polar = cones.spread(ops.where(norm <= -t, 1.0, 0.0))
+        inside, polar = (ops.where(cones.spread(branch), 1.0, 0.0)
+                         for branch in _soc_branches(t, norm))
         return inside * mask * eye + (1 - inside) * (1 - polar) * boundary
 
     def D(self, w):
@@ -1272,7 +1270,7 @@ class Derivative:
         moved = ops.maybe_any((v[:, cones.zero:k] > 0) != (self.v[:, cones.zero:k] > 0))
         if cones.has_soc and not moved:
             (inside, polar), (was_inside, was_polar) = (
-                _soc_branches(cones, u[:, k:, None]) for u in (v, self.v))
+                _soc_branches(*_cone_parts(cones, u[:, k:, None])) for u in (v, self.v))
             moved = not ops.maybe_all((inside & was_inside) | (polar & was_polar))
         if moved:
             self._at(x, project_dual(cones, v), v)
