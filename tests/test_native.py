@@ -384,6 +384,42 @@ def test_a_deferred_row_space_is_made_only_where_the_derivative_falls_back_to_it
                                    rtol=1e-14, atol=1e-14)
 
 
+def _rough_hand_off_case(make):
+    """(problem, variable, parameter, values) of the hand-off tests."""
+    if make == "qp":
+        prob, x, values = dense_qp()
+        return prob, x, prob.parameters()[0], values
+    if make == "socp":           # projection onto a ball and a halfspace: P definite
+        x, q, G = dd.Variable(6), dd.Parameter(6), rng.normal(size=(2, 6))
+        prob = dd.Problem(dd.Minimize(dd.sum_squares(x - q)), [dd.norm(x) <= 1, G @ x <= 0.2])
+        return prob, x, q, (2 * rng.normal(size=(8, 6)),)
+    if make == "portfolio":      # P = 0.2I, w ≥ 0: the bound space, early hand-off
+        x, q, F = dd.Variable(10), dd.Parameter(10), rng.normal(size=(3, 10)) / 3
+        prob = dd.Problem(dd.Maximize(q @ x - 0.1 * dd.sum_squares(x)),
+                          [dd.norm(F @ x) <= 0.3, dd.sum(x) == 1, x >= 0])
+        return prob, x, q, (0.3 * rng.normal(size=(8, 10)),)
+    # slack-substituted: the bound space, hand-off at HANDOFF
+    x, q, M = dd.Variable(12), dd.Parameter(6), rng.normal(size=(6, 12))
+    prob = dd.Problem(dd.Minimize(dd.sum_squares(M @ x - q) + 0.3 * dd.norm1(x)))
+    return prob, x, q, (rng.normal(size=(8, 6)),)
+
+
+def _solve_handing_off_at(error, prob, values, monkeypatch):
+    """The native solve with both hand-offs at ``error``, and each interior_point call's
+    ``start``."""
+    from diffdsl.solvers import ipm
+    monkeypatch.setattr(ipm, "HANDOFF", error)
+    monkeypatch.setattr(ipm, "EARLY_HANDOFF", error)
+    starts, original = [], ipm.interior_point
+
+    def spy(*args, **kwargs):
+        starts.append(kwargs.get("start"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ipm, "interior_point", spy)
+    return prob.compile(solver="native", max_iter=40, fast_paths=False).solve(*values), starts
+
+
 @pytest.mark.parametrize("make", ["qp", "socp", "portfolio", "lasso"])
 def test_elements_the_polish_misses_continue_their_iterations(make, monkeypatch):
     """With the hand-offs far too early (relative error 0.3) the polish cannot finish most
@@ -394,33 +430,9 @@ def test_elements_the_polish_misses_continue_their_iterations(make, monkeypatch)
     exact, equal to Clarabel's solutions and the HSDE derivative, within the iteration
     limit."""
     from diffdsl.solvers import ipm
-    if make == "qp":
-        prob, x, values = dense_qp()
-        q = prob.parameters()[0]
-    elif make == "socp":         # projection onto a ball and a halfspace: P definite
-        x, q, G = dd.Variable(6), dd.Parameter(6), rng.normal(size=(2, 6))
-        prob = dd.Problem(dd.Minimize(dd.sum_squares(x - q)), [dd.norm(x) <= 1, G @ x <= 0.2])
-        values = (2 * rng.normal(size=(8, 6)),)
-    elif make == "portfolio":    # P = 0.2I, w ≥ 0: the bound space, early hand-off
-        x, q, F = dd.Variable(10), dd.Parameter(10), rng.normal(size=(3, 10)) / 3
-        prob = dd.Problem(dd.Maximize(q @ x - 0.1 * dd.sum_squares(x)),
-                          [dd.norm(F @ x) <= 0.3, dd.sum(x) == 1, x >= 0])
-        values = (0.3 * rng.normal(size=(8, 10)),)
-    else:                        # slack-substituted: the bound space, hand-off at HANDOFF
-        x, q, M = dd.Variable(12), dd.Parameter(6), rng.normal(size=(6, 12))
-        prob = dd.Problem(dd.Minimize(dd.sum_squares(M @ x - q) + 0.3 * dd.norm1(x)))
-        values = (rng.normal(size=(8, 6)),)
-    monkeypatch.setattr(ipm, "HANDOFF", 0.3)
-    monkeypatch.setattr(ipm, "EARLY_HANDOFF", 0.3)
-    starts = []
-    original = ipm.interior_point
-
-    def spy(*args, **kwargs):
-        starts.append(kwargs.get("start"))
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(ipm, "interior_point", spy)
-    native = prob.compile(solver="native", max_iter=40, fast_paths=False).solve(*values)
+    prob, x, q, values = _rough_hand_off_case(make)
+    monkeypatch.setattr(ipm, "POLISH_STEPS", 2)    # (from 0.3 the full polish finishes most)
+    native, starts = _solve_handing_off_at(0.3, prob, values, monkeypatch)
     assert starts[0] is None and all(s is not None for s in starts[1:])
     assert len(starts) == (2 if make == "lasso" else 3)         # the continuations ran
     exact = prob.compile().solve(*values, refine=True)
@@ -430,6 +442,37 @@ def test_elements_the_polish_misses_continue_their_iterations(make, monkeypatch)
     assert native._batch_derivative.usable.all()
     g = rng.normal(size=native[x].shape)
     np.testing.assert_allclose(native.vjp({x: g})[q], exact.vjp({x: g})[q], atol=1e-8)
+
+
+def test_socp_iterations_reach_the_tolerance_where_the_scaling_grows_ill_conditioned(
+        monkeypatch):
+    """A risk limit ‖Fw‖ ≤ 0.3 active at the solution: near the cone's boundary the NT
+    scaling's conditioning grows like 1/μ. The Newton directions' multipliers (dye, dz)
+    are the whole system's own unknowns, so the dual residual holds and every element's
+    iterations — no hand-off, no polish — reach the tolerance. (With dz formed from dx,
+    W⁻¹(rt + W⁻¹A dx), the dual residual grew from 1e-10 to 0.2 after the sixth iteration
+    and four of these eight elements ended at the iteration limit with errors ~1e-6.)"""
+    from diffdsl.solvers import ipm
+    local = np.random.default_rng(0)
+    w, mu, F = dd.Variable(10), dd.Parameter(10), local.normal(size=(3, 10)) / 3
+    prob = dd.Problem(dd.Maximize(mu @ w - 0.1 * dd.sum_squares(w)),
+                      [dd.norm(F @ w) <= 0.3, dd.sum(w) == 1, w >= 0])
+    values = 0.3 * local.normal(size=(8, 10))
+    monkeypatch.setattr(ipm, "HANDOFF", 0.0)
+    monkeypatch.setattr(ipm, "EARLY_HANDOFF", 0.0)
+    runs, original = [], ipm.interior_point
+
+    def spy(*args, **kwargs):
+        runs.append(original(*args, **kwargs))
+        return runs[-1]
+
+    monkeypatch.setattr(ipm, "interior_point", spy)
+    native = prob.compile(solver="native", max_iter=40, fast_paths=False).solve(values)
+    (_, _, _, status, iterations, error), = runs
+    assert (status == ipm.OPTIMAL).all() and (error <= 1e-10).all()
+    assert iterations.max() <= 25
+    exact = prob.compile().solve(values, refine=True)
+    np.testing.assert_allclose(native[w], exact[w], atol=1e-8)
 
 
 @pytest.mark.parametrize("dense_rows", [128, 0], ids=["dense blocks", "rank-one form"])

@@ -40,15 +40,17 @@ from .gathers import ColumnGather
 REGULARIZATION = 1e-10
 INACCURATE = 1e-6   # relative error still reported optimal_inaccurate
 STALL = 5           # iterations without progress after which an accurate-enough element stops
+POLISH_STEPS = 8    # Newton steps of the polish at most (from the early hand-off ~2–4)
+STALL_POLISH = 3    # polish steps without progress after which an element is given up
 AMBIGUOUS = 1e-4    # a solver's complementary pair with min/max above this is not split
 EXACT_KINK = 1e-9   # an exact point's relative distance to a projection's kink below which
                     # strict complementarity is taken to fail
 TINY = 1e-300
 HANDOFF = 1e-8       # error at which ``solve_polished`` stops the iterations to polish
-EARLY_HANDOFF = 1e-4  # ... where the derivative's system is no larger than the iterations'
-                      # (1e-6 and 1e-5 took one or two more of the batch's ~8 iterations on
-                      # the dense QP and portfolio benchmarks; the same statuses over the
-                      # corpus and the scaled batches: their continuation catches the rest)
+EARLY_HANDOFF = 1e-2  # ... where the derivative's system is no larger than the iterations'
+                      # (from 1e-4, with a three-step polish, the portfolio benchmark took
+                      # one more iteration, SOCP batches a quarter more time: more of their
+                      # elements continued; their polish now takes up to POLISH_STEPS)
 REFINE_BELOW = 1e-5  # relative error below which the row-space Newton solves are refined
 DENSE_CONE_ROWS = 128  # cone rows up to which the NT scaling is held as dense blocks
 STEP = 0.999         # fraction of the way to the cone's boundary each step goes (0.99 took
@@ -674,17 +676,24 @@ class _KKT:
         if isinstance(rows, BoundSpace):
             return rows.solve_equalities(ops, self.factors, rhs_x, rhs_e)
         if rows is not None:
-            m, prod = self.H[0].shape[-1], self.products
-            rhs_u = ops.cat([rhs_e, ops.zeros((rhs_x.shape[0], m - self.me), rhs_x)], 1)
-            dx, u = self._rows(rhs_x, rhs_u)
-            if self.refine:
-                ex, eu = self._rows(rhs_x - prod.P_times(dx) - prod.times_t(u),
-                                    rhs_u - prod.times(dx) + self._H(u))
-                dx, u = dx + ex, u + eu
+            m = self.H[0].shape[-1]
+            dx, u = self.solve_rows(
+                rhs_x, ops.cat([rhs_e, ops.zeros((rhs_x.shape[0], m - self.me), rhs_x)], 1))
             return dx, u[:, :self.me]
         rhs = ops.cat([rhs_x, rhs_e], 1) if rhs_e.shape[1] else rhs_x
         sol = ops.solve(self.factors, rhs)
         return sol[:, :self.n], sol[:, self.n:]
+
+    def solve_rows(self, rhs_x, rhs_u):
+        """(dx, u) with P dx + Aᵀu = rhs_x, A dx − Hu = rhs_u over all of A's rows (row or
+        bound space), refined once where ``refine``."""
+        dx, u = self._rows(rhs_x, rhs_u)
+        if self.refine:
+            prod = self.products
+            ex, eu = self._rows(rhs_x - prod.P_times(dx) - prod.times_t(u),
+                                rhs_u - prod.times(dx) + self._H(u))
+            dx, u = dx + ex, u + eu
+        return dx, u
 
     def _H(self, u):
         diag, block = self.H
@@ -789,6 +798,12 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
 
         def newton(rc):
             rt = -cones.inv_circ(lam, rc) + W_ri
+            if rows is not None:
+                # the whole system, (dye, dz) its multipliers: the dual rows then hold to
+                # the solve's accuracy (dz formed from dx as W⁻¹(rt + W⁻¹A dx) carries W's
+                # conditioning into rd, which near an SOC's boundary stalled elements ~1e-6)
+                dx, u = kkt.solve_rows(-rd, ops.cat([-re, -W.vec(rt)], 1))
+                return dx, u[:, :zero], -ri - prod.times_i(dx), u[:, zero:]
             dx, dye = kkt.solve(-rd - Ai_t(W.vec(rt, True)), -re)
             Adx = prod.times_i(dx)
             return dx, dye, -ri - Adx, W.vec(rt + W.vec(Adx, True), True)
@@ -1047,7 +1062,7 @@ class Derivative:
         self.system = system
         return True
 
-    def _bound_solve(self, rhs, transpose: bool):
+    def _bound_solve(self, rhs, transpose: bool, least_squares: bool = True):
         """M⁻¹ rhs (or M⁻ᵀ rhs) through the bound rows' elimination (``_bound_system``)."""
         ops, bounds, n = self.ops, self.bounds, self.n
         active, qinv, d_o, kept = self.reduced
@@ -1062,10 +1077,10 @@ class Derivative:
             """(w_o, x_K scattered over the variables) from the system with right side
             (top, r_K)."""
             if kept is None:
-                return self._system_solve(top, transpose), 0.0
+                return self._system_solve(top, transpose, least_squares), 0.0
             index, valid = kept
             sol = self._system_solve(ops.cat([top, ops.take_along(r, index, 1) * valid], 1),
-                                     transpose)
+                                     transpose, least_squares)
             return sol[:, :bounds.size], ops.put_along(n, index, sol[:, bounds.size:] * valid)
 
         if transpose:            # Mᵀ = [[P, −Aᵀ], [DA, I − D]]
@@ -1157,26 +1172,29 @@ class Derivative:
                                 -prod.times(zx) + zw - Dw], 1)
         return out if keep is None else keep * out + (1.0 - keep) * kept
 
-    def solve(self, rhs, transpose: bool = False, refine: bool = True):
-        """M⁻¹ rhs (or M⁻ᵀ rhs), refined once (``refine``); set-aside variables get 0."""
+    def solve(self, rhs, transpose: bool = False, refine: bool = True,
+              least_squares: bool = True):
+        """M⁻¹ rhs (or M⁻ᵀ rhs), refined once (``refine``); set-aside variables get 0.
+        ``least_squares=False``: singular elements get the LU's answer (any values),
+        not their least-squares solution."""
         if self.keep is not None:
             rhs = self.keep * rhs
-        sol = self._solve(rhs, transpose)
+        sol = self._solve(rhs, transpose, least_squares)
         if not refine:
             return sol
-        return sol + self._solve(rhs - self.matvec(sol, transpose), transpose)
+        return sol + self._solve(rhs - self.matvec(sol, transpose), transpose, least_squares)
 
-    def _solve(self, rhs, transpose: bool):
+    def _solve(self, rhs, transpose: bool, least_squares: bool = True):
         if self.reduced is not None:
-            return self._bound_solve(rhs, transpose)
+            return self._bound_solve(rhs, transpose, least_squares)
         ops, rows, n = self.ops, self.rows, self.n
         if rows is None:
-            return self._system_solve(rhs, transpose)
+            return self._system_solve(rhs, transpose, least_squares)
         r1, r2 = rhs[:, :n], rhs[:, n:]
         if transpose:                # (DS + I − D) w = r₂ − D AP⁻¹ r₁, x = P⁻¹(r₁ + Aᵀw)
-            w = self._system_solve(r2 - self.D(_mv(rows.APinv, r1)), True)
+            w = self._system_solve(r2 - self.D(_mv(rows.APinv, r1)), True, least_squares)
             return ops.cat([_mv(rows.Pinv, r1) + _mv_t(rows.APinv, w), w], 1)
-        w = self._system_solve(r2 + _mv(rows.APinv, r1), False)
+        w = self._system_solve(r2 + _mv(rows.APinv, r1), False, least_squares)
         return ops.cat([_mv(rows.Pinv, r1) - _mv_t(rows.APinv, self.D(w)), w], 1)
 
     def _set_aside_free_variables(self, times_D) -> None:
@@ -1194,13 +1212,13 @@ class Derivative:
         self.system = ops.add_diagonal(self.system * self.keep[:, :, None]
                                        * self.keep[:, None, :], 1.0 - self.keep)
 
-    def _system_solve(self, rhs, transpose: bool):
+    def _system_solve(self, rhs, transpose: bool, least_squares: bool = True):
         """The factored system's solve; on singular elements its least-squares solution
         (their pseudo-inverses, computed on first need), flagged through ``usable``.
         (Under a JAX trace singularity is unknown and the LU's answer stands.)"""
         ops = self.ops
         sol = ops.solve(self.factors, rhs, transpose)
-        if not ops.maybe_any(self.singular, unknown=False):
+        if not least_squares or not ops.maybe_any(self.singular, unknown=False):
             return sol
         if self._pinv is None:
             singular = np.flatnonzero(np.asarray(ops.to_numpy(self.singular)))
@@ -1218,32 +1236,39 @@ class Derivative:
         return self.ops.cat([prod.P_times(x) + prod.times_t(y) + c, -prod.times(x) + b - (y - v)],
                             1)
 
-    def polish(self, c, b, steps: int = 3, bar=None):
-        """Semismooth Newton on F from the solver's point: full steps, M refactored at each
-        new point (an active set or a cone's v may have moved), each element's best point
-        kept (a first step from an ambiguous active set may raise ‖F‖ before the next one
-        lands on the solution). An element keeps its polished point when it is exact to
-        rounding or, given ``bar`` (per element), no worse than that; the others keep the
-        solver's own point. Whether D is clear of kinks is then judged on the exact point (|v| away
-        from the kinks by ``EXACT_KINK`` relative), else on the solver's pairs."""
+    def polish(self, c, b, steps: int | None = None, bar=None):
+        """Semismooth Newton on F from the solver's point: full steps (``steps``, default
+        ``POLISH_STEPS``), M refactored at each new point (an active set or a cone's v may
+        have moved), each element's best point kept (a step from an ambiguous active set
+        may raise ‖F‖ before the next one lands on the solution); the steps end once every
+        element is exact or has gone ``STALL_POLISH`` steps without gain. A singular
+        element's step is the LU's answer (its pseudo-inverse, an SVD, is kept for the
+        derivative): a bad step is never kept. An element keeps its polished point when it
+        is exact to rounding or, given ``bar`` (per element), no worse than that; the others
+        keep the solver's own point. Whether D is clear of kinks is then judged on the exact
+        point (|v| away from the kinks by ``EXACT_KINK`` relative), else on the solver's
+        pairs."""
         ops, n = self.ops, self.n
         x0, v0 = self.x, self.v
         x, v = x0, v0
         F = self.residual(c, b, x, v)
+        steps = POLISH_STEPS if steps is None else steps
         best = (x, v, ops.sqrt(ops.sum(F * F, 1)))
+        stalled = ops.zeros(best[2].shape, F)        # steps since an element's last gain
         for k in range(steps):
             if k:
                 size = ops.sqrt(ops.sum(best[0] ** 2, 1) + ops.sum(best[1] ** 2, 1))
-                if ops.maybe_all(best[2] <= 1e-12 * (1.0 + size)):
-                    break                        # every element exact already
+                if ops.maybe_all((best[2] <= 1e-12 * (1.0 + size)) | (stalled >= STALL_POLISH)):
+                    break                        # every element exact, or stuck
                 self._move_to(x, v)
             # (unrefined: the next step squares a step's error away, and exactness is
             # judged on F itself)
-            step = self.solve(F, refine=False)
+            step = self.solve(F, refine=False, least_squares=False)
             x, v = x - step[:, :n], v - step[:, n:]
             F = self.residual(c, b, x, v)
             norm = ops.sqrt(ops.sum(F * F, 1))
             better = norm < best[2]                      # NaN (singular M) never is
+            stalled = ops.where(better, 0.0, stalled + 1.0)
             best = (ops.where(better[:, None], x, best[0]),
                     ops.where(better[:, None], v, best[1]), ops.where(better, norm, best[2]))
         x, v, norm = best
