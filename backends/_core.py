@@ -183,11 +183,14 @@ class LayerCore:
                                            **opts)
 
     def check_values(self, theta: np.ndarray) -> None:
-        """Every parameter's values in θ̃ (B, 1 + len θ) against its attributes."""
+        """Every parameter's values in θ̃ (B, 1 + len θ) against its attributes (a parameter
+        without any only where θ̃ is not all finite: its check then names it)."""
         B = theta.shape[0]
+        finite = bool(np.isfinite(theta).all())
         for p, (offset, size, shape) in zip(self.parameters, self.parameter_layout(),
                                             strict=True):
-            p.check_batch(theta[:, 1 + offset:1 + offset + size].reshape((B,) + shape))
+            if not finite or any(p.attributes.values()):
+                p.check_batch(theta[:, 1 + offset:1 + offset + size].reshape((B,) + shape))
 
     # the native solver on the framework's own arrays -------------------------------------
     @functools.cached_property

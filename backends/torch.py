@@ -304,6 +304,7 @@ class TorchLayer(torch.nn.Module):
         self._maps = {k: None for k in BLOCKS}
         self._device = None
         self._native_cones = {}         # (namespace, device) → the method's cone constants
+        self._constants = {}            # (block, device) → a block θ does not move
 
     @property
     def compiled(self):
@@ -333,12 +334,20 @@ class TorchLayer(torch.nn.Module):
         if core.fast_path is not None:                 # a closed form, differentiated by torch
             return self._closed_form(theta, batch, dtype, device)
         maps = self._data_maps(device)
-        # a block θ does not move is computed once, outside autograd (its gradient is 0)
-        data = [_apply(maps[k], theta[:1].detach() if core.constant[k] else theta)
+        data = [self._constant_block(k, theta) if core.constant[k] else _apply(maps[k], theta)
                 for k in BLOCKS]
         if self.native:
             return self._native_forward(data, theta, batch, dtype, device, solver_args)
         return self._host_forward(data, theta, batch, dtype, device, solver_args)
+
+    def _constant_block(self, k, theta):
+        """Block k of the data where θ does not move it: computed once per device, outside
+        autograd (its gradient is 0), (1, size)."""
+        key = (k, theta.device)
+        if key not in self._constants:
+            with torch.no_grad():
+                self._constants[key] = _apply(self._data_maps(theta.device)[k], theta[:1])
+        return self._constants[key]
 
     def _host_forward(self, data, theta, batch, dtype, device, solver_args):
         """The solve on the host (``CompiledProblem.solve_program``) as ``_ConeSolve``."""
@@ -398,7 +407,8 @@ class TorchLayer(torch.nn.Module):
         return self._outputs(x, y, codes, batch, dtype, device)
 
     def _native_dense(self, Pv, Av):
-        """Dense P (·, n, n) and A (·, m, n) from their values on the patterns."""
+        """Dense P (·, n, n) and A (·, m, n) from their values on the patterns; P once per
+        device where θ does not move it (the solve never writes over P; A may be)."""
         layout = self.core.native
         n, m = layout.n, layout.m
         P_index, P_take, A_index = self._native_index
@@ -409,8 +419,13 @@ class TorchLayer(torch.nn.Module):
                 return out.index_copy_(1, index, values)
             return out.index_add(1, index, values)
 
-        return (scatter(Pv[:, P_take], P_index, n * n).reshape(-1, n, n),
-                scatter(Av, A_index, m * n).reshape(-1, m, n))
+        constant = Pv is self._constants.get(("P", Pv.device))
+        P = self._constants.get(("dense P", Pv.device)) if constant else None
+        if P is None:
+            P = scatter(Pv[:, P_take], P_index, n * n).reshape(-1, n, n)
+            if constant:
+                self._constants["dense P", Pv.device] = P
+        return P, scatter(Av, A_index, m * n).reshape(-1, m, n)
 
     def _native_solve(self, P, c, A, b, derivative: bool = True):
         """(x, y, status codes in SolveStatus order, the polished point's derivative). On
