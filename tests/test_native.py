@@ -475,22 +475,25 @@ def test_socp_iterations_reach_the_tolerance_where_the_scaling_grows_ill_conditi
     np.testing.assert_allclose(native[w], exact[w], atol=1e-8)
 
 
+@pytest.mark.parametrize("soc", [(3, 4), (4,)], ids=["two cones", "one cone"])
 @pytest.mark.parametrize("dense_rows", [128, 0], ids=["dense blocks", "rank-one form"])
-def test_nesterov_todd_scaling_and_jordan_algebra_identities(dense_rows, monkeypatch):
+def test_nesterov_todd_scaling_and_jordan_algebra_identities(dense_rows, soc, monkeypatch):
+    """(One cone: its per-cone values broadcast over its rows instead of being gathered.)"""
     from diffdsl.solvers import arrays, ipm
     monkeypatch.setattr(ipm, "DENSE_CONE_ROWS", dense_rows)
     ops = arrays.namespace("numpy")
-    cones = ipm.Cones(ops, 0, 2, (3, 4))
+    cones = ipm.Cones(ops, 0, 2, soc)
+    m, heads = 2 + sum(soc), 2 + np.cumsum((0,) + soc)[:-1]
     r = np.random.default_rng(5)
 
     def interior(B):
-        v = r.normal(size=(B, 9))
+        v = r.normal(size=(B, m))
         v[:, :2] = np.abs(v[:, :2]) + 0.1
-        v[:, 2] = np.linalg.norm(v[:, 3:5], axis=1) + 0.5
-        v[:, 5] = np.linalg.norm(v[:, 6:9], axis=1) + 0.3
+        for lo, size in zip(heads, soc, strict=True):
+            v[:, lo] = np.linalg.norm(v[:, lo + 1:lo + size], axis=1) + 0.4
         return v
 
-    s, z, u = interior(5), interior(5), r.normal(size=(5, 9))
+    s, z, u = interior(5), interior(5), r.normal(size=(5, m))
     W = ipm.Scaling.at(cones, s, z)
     lam = W.vec(z)
     np.testing.assert_allclose(lam, W.vec(s, inverse=True), atol=1e-12)     # Wz = W⁻¹s
@@ -499,8 +502,9 @@ def test_nesterov_todd_scaling_and_jordan_algebra_identities(dense_rows, monkeyp
     np.testing.assert_allclose(cones.circ(lam, cones.inv_circ(lam, u)), u, atol=1e-12)
     # W from its definition, cone by cone: η(−J + uuᵀ/(1 + w̄₀)) with W = Wᵀ, W J W = η² J
     diag, block = W.squared(0)
-    for lo, hi in [(2, 5), (5, 9)]:
-        Wk = np.array([W.vec(np.eye(9)[j][None].repeat(5, 0))[:, lo:hi]
+    for lo, size in zip(heads, soc, strict=True):
+        hi = lo + size
+        Wk = np.array([W.vec(np.eye(m)[j][None].repeat(5, 0))[:, lo:hi]
                        for j in range(lo, hi)]).transpose(1, 2, 0)
         Jk = np.diag([1.0] + [-1.0] * (hi - lo - 1))
         eta = (np.einsum("bi,ij,bj->b", s[:, lo:hi], Jk, s[:, lo:hi])

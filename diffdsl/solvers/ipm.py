@@ -105,12 +105,14 @@ class Cones:
         return self.ET @ X
 
     def spread(self, S):
-        """Per cone values back onto their rows: (B, K, k) → (B, mq, k)."""
-        return self.ops.take(S, self.cone_of_row)
+        """Per cone values back onto their rows: (B, K, k) → (B, mq, k) — with one cone,
+        S itself, (B, 1, k), which broadcasts over its rows."""
+        return S if len(self.soc) == 1 else self.ops.take(S, self.cone_of_row)
 
     def heads(self, X):
-        """Each row's cone's head entry: (B, mq, k) → (B, mq, k)."""
-        return self.ops.take(X, self.head_of_row)
+        """Each row's cone's head entry: (B, mq, k) → (B, mq, k) (with one cone, (B, 1, k),
+        broadcasting as ``spread``'s)."""
+        return X[:, :1] if len(self.soc) == 1 else self.ops.take(X, self.head_of_row)
 
     # Jordan algebra on inequality vectors (B, mi) ---------------------------------------
     def identity(self, like):
