@@ -1,6 +1,7 @@
 """solver="native": the batched interior-point method against Clarabel (refined) on LPs and
 QPs, batched against one-by-one, failures reported, and derivatives at its solutions."""
 import contextlib
+import types
 
 import numpy as np
 import pytest
@@ -516,6 +517,54 @@ def test_nesterov_todd_scaling_and_jordan_algebra_identities(dense_rows, soc, mo
     alpha = cones.max_step(s, u)                     # the ray leaves K exactly at alpha
     assert (cones.min_eigenvalue(s + 0.999 * alpha[:, None] * u) > 0).all()
     assert (cones.min_eigenvalue(s + 1.001 * alpha[:, None] * u) < 0).all()
+
+
+@pytest.mark.parametrize("zero, nonneg, soc", [(0, 2, (3, 4)), (1, 0, (5,)), (2, 3, (1, 4, 2)),
+                                            (0, 4, (6,))])
+def test_compiled_cone_kernels_equal_the_array_code(zero, nonneg, soc):
+    """numba's loops (``diffdsl.solvers.fused``) against the generic array code, on the
+    same cone layouts: products, inverses, step lengths, the NT scaling and projections
+    (points inside the cones, in their polars and on neither), read through strided
+    views as the method hands them over."""
+    pytest.importorskip("numba")
+    from diffdsl.solvers import arrays, ipm
+    ops = arrays.namespace("hybrid")
+    compiled = ipm.Cones(ops, zero, nonneg, soc)
+    generic = ipm.Cones(ops, zero, nonneg, soc)
+    generic.kernels = None
+    assert compiled.kernels is not None
+    r = np.random.default_rng(11)
+    mi, B = nonneg + sum(soc), 7
+    heads = nonneg + np.cumsum(soc) - np.asarray(soc)
+
+    def interior():
+        v = r.normal(size=(B, zero + mi + 3))[:, 3:]          # a strided view
+        v[:, zero:zero + nonneg] = np.abs(v[:, zero:zero + nonneg]) + 0.1
+        for lo, size in zip(zero + heads, soc, strict=True):
+            v[:, lo] = np.linalg.norm(v[:, lo + 1:lo + size], axis=1) + r.uniform(0.1, 1)
+        return v[:, zero:]
+
+    s, z, u = interior(), interior(), r.normal(size=(B, mi))
+    for name, args in [("circ", (s, u)), ("inv_circ", (s, u)), ("max_step", (s, u)),
+                       ("max_step", (s, np.abs(u))), ("max_step_pair", (s, u, z, -u))]:
+        np.testing.assert_allclose(getattr(compiled, name)(*args),
+                                   getattr(generic, name)(*args), rtol=1e-13, atol=1e-14)
+    W, V = ipm.Scaling.at(compiled, s, z), ipm.Scaling.at(generic, s, z)
+    for a, b in [(W.d, V.d), (W.block, V.block), (W.inverse_block, V.inverse_block)]:
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    for inverse in (False, True):
+        np.testing.assert_allclose(W.vec(u, inverse), V.vec(u, inverse), rtol=1e-12,
+                                   atol=1e-14)
+    v = r.normal(size=(3 * B, zero + mi))
+    for lo, size in zip(zero + heads, soc, strict=True):
+        norm = np.linalg.norm(v[:, lo + 1:lo + size], axis=1)
+        v[0::3, lo], v[1::3, lo] = 1.5 * norm[0::3], -1.5 * norm[1::3]   # inside, polar
+    np.testing.assert_allclose(ipm.project_dual(compiled, v), ipm.project_dual(generic, v),
+                               rtol=1e-13, atol=1e-14)
+    jacobians = [ipm.Derivative._soc_jacobian(types.SimpleNamespace(ops=ops, cones=c),
+                                              v[:, zero + nonneg:, None])
+                 for c in (compiled, generic)]
+    np.testing.assert_allclose(*jacobians, rtol=1e-13, atol=1e-14)
 
 
 def test_soc_projection_jacobian_matches_central_differences():

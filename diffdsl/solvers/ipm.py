@@ -35,6 +35,7 @@ import functools
 
 import numpy as np
 
+from . import fused
 from .gathers import ColumnGather
 
 REGULARIZATION = 1e-10
@@ -86,6 +87,9 @@ class Cones:
         self.cone_of_row = ops.index(cone_of_row, like)
         self.head_of_row = ops.index(np.flatnonzero(head)[cone_of_row], like)
         self.degree = self.nonneg + K
+        # compiled loops for the cone algebra on NumPy arrays (numba, where installed)
+        self.kernels = (fused.Kernels(self.nonneg, self.soc) if self.has_soc
+                        and ops.name in ("numpy", "hybrid") and fused.available() else None)
 
     @classmethod
     def of(cls, ops, dims, like=None) -> "Cones":
@@ -124,6 +128,8 @@ class Cones:
         """u ∘ v: u·v on nonnegative rows; (uᵀv, u₀v₁ + v₀u₁) on a cone."""
         if not self.has_soc:
             return u * v
+        if self.kernels is not None:
+            return self.kernels.circ(u, v)
         (ul, uq), (vl, vq) = self.split(u), self.split(v)
         uq, vq = uq[..., None], vq[..., None]
         cone = self.head * self.spread(self.seg(uq * vq)) + self.tail * (
@@ -134,6 +140,8 @@ class Cones:
         """λ \\ v, the x with λ ∘ x = v (λ in the cone's interior)."""
         if not self.has_soc:
             return v / lam
+        if self.kernels is not None:
+            return self.kernels.inv_circ(lam, v)
         (ll, lq), (vl, vq) = self.split(lam), self.split(v)
         lq, vq = lq[..., None], vq[..., None]
         Jl = self.J * lq
@@ -159,6 +167,8 @@ class Cones:
         """Per element, the largest α with u + α du ∈ K, for u in K's interior (1/TINY if
         the ray stays inside): 1/max(−du/u) over nonnegative rows; on a cone, the first
         root of (u + α du)ᵀJ(u + α du) = 0 where the ray crosses it."""
+        if self.kernels is not None:
+            return self.kernels.max_step(u, du)
         ops = self.ops
         (ul, uq), (dl, dq) = self.split(u), self.split(du)
         worst = ops.amin(dl / ops.maximum(ul, TINY), 1)        # the fastest relative fall
@@ -177,6 +187,8 @@ class Cones:
         """Per element, the largest α keeping both s + α ds and z + α dz in K: one
         ``max_step`` over the two stacked along the batch."""
         B, ops = s.shape[0], self.ops
+        if self.kernels is not None:                      # (no stacking: one loop each)
+            return ops.minimum(self.max_step(s, ds), self.max_step(z, dz))
         alpha = self.max_step(ops.cat([s, z], 0), ops.cat([ds, dz], 0))
         return ops.minimum(alpha[:B], alpha[B:])
 
@@ -203,6 +215,9 @@ class Scaling:
 
     @classmethod
     def at(cls, cones: Cones, s, z) -> "Scaling":
+        if cones.kernels is not None and sum(cones.soc) <= DENSE_CONE_ROWS:
+            d, block, inverse_block = cones.kernels.scaling(s, z)
+            return cls(cones, d, None, None, None, block, inverse_block)
         ops = cones.ops
         (sl, sq), (zl, zq) = cones.split(s), cones.split(z)
         d = ops.sqrt(sl / zl)
@@ -248,8 +263,10 @@ class Scaling:
             return v / self.d if inverse else v * self.d
         if self.block is None:
             return self.apply(v[..., None], inverse)[..., 0]
-        vl, vq = cones.split(v)
         block = self.inverse_block if inverse else self.block
+        if cones.kernels is not None:
+            return cones.kernels.scale(v, self.d, block, inverse)
+        vl, vq = cones.split(v)
         return cones.join(vl / self.d if inverse else vl * self.d, _mv(block, vq))
 
     def squared(self, lead: int):
@@ -930,6 +947,8 @@ def polished_status(ops, status, exact):
 def project_dual(cones: Cones, v):
     """Π_K*(v): the identity on zero rows (K* is free there), max(v, 0) on nonnegative
     rows, the projection onto each second-order cone."""
+    if cones.kernels is not None:
+        return cones.kernels.project(v, cones.zero)
     ops, zero, k = cones.ops, cones.zero, cones.zero + cones.nonneg
     parts = [v[:, :zero], ops.maximum(v[:, zero:k], 0.0)]
     if cones.has_soc:
@@ -1128,6 +1147,8 @@ class Derivative:
         """DΠ_SOC per cone as one block-diagonal (B, mq, mq) array: I inside, 0 in the
         polar cone, else ½wwᵀ + ((1 + t/‖x̄‖)/2)(I_tail − x̂x̂ᵀ) with x̂ = x̄/‖x̄‖, w = (1, x̂)."""
         ops, cones = self.ops, self.cones
+        if cones.kernels is not None:
+            return cones.kernels.projection_jacobian(vq[..., 0])
         h = cones.head
         t, norm = _cone_parts(cones, vq)
         xhat = (1 - h) * vq / cones.spread(ops.maximum(norm, TINY))
