@@ -88,8 +88,8 @@ class Cones:
         self.head_of_row = ops.index(np.flatnonzero(head)[cone_of_row], like)
         self.degree = self.nonneg + K
         # compiled loops for the cone algebra on NumPy arrays (numba, where installed)
-        self.kernels = (fused.Kernels(self.nonneg, self.soc) if self.has_soc
-                        and ops.name in ("numpy", "hybrid") and fused.available() else None)
+        self.kernels = (fused.Kernels(self.nonneg, self.soc)
+                        if ops.name in ("numpy", "hybrid") and fused.available() else None)
 
     @classmethod
     def of(cls, ops, dims, like=None) -> "Cones":
