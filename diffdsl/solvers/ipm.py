@@ -203,7 +203,8 @@ class Scaling:
     Up to ``DENSE_CONE_ROWS`` cone rows, W and W⁻¹ on them are held as dense block-diagonal
     (B, mq, mq) arrays, so each product is one matrix product (about a dozen fewer array
     operations per product, which is what small batched problems pay for); above, W is
-    applied in its rank-one form (O(mq) per column instead of O(mq²))."""
+    applied in its rank-one form (O(mq) per column instead of O(mq²)); u, a and η serve
+    that form only (the compiled kernels of ``fused`` leave them None beside the blocks)."""
 
     cones: Cones
     d: object            # (B, l)
@@ -520,8 +521,8 @@ class BoundSpace:
         return ops.factor_definite(system), qinv, h
 
     def solve_equalities(self, ops, factors, a, c_e):
-        """(dx, u_e): ``solve`` with c zero off the equality rows (the method's Newton
-        systems), and of u only the equality rows' (the first of the others)."""
+        """(dx, u_e): ``solve`` with c zero off the equality rows (the method's starting
+        point), and of u only the equality rows' (the first of the others)."""
         factors, qinv, _ = factors
         if not self.size:
             return qinv * a, c_e
