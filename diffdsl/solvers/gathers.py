@@ -43,9 +43,15 @@ class ColumnGather:
         self.dense = None if dense is None else ops.constant(dense, like)
         self.layers = [(src, None if weight is None else ops.constant(weight, like))
                        for src, weight in layers]
+        # M = I (each bound its own variable, in order: x ≥ 0): no gather at all
+        self.identity = (dense is None and len(layers) == 1 and layers[0][1] is None
+                         and shape[0] == shape[1]
+                         and np.array_equal(np.asarray(layers[0][0]), np.arange(shape[1])))
 
     def __call__(self, v):
         """v M for v (B, k)."""
+        if self.identity:
+            return v
         if self.dense is not None:
             return v @ self.dense
         if not self.layers:

@@ -404,6 +404,7 @@ class BoundSpace:
         self.others, self.order, self.equalities, self.others_i, self.order_i = _row_sets(
             np.asarray(rows, np.int64).tobytes(), m, zero)
         self.p, self.a = p, ops.contiguous(A[:, rows, cols])              # (·, n), (·, nb)
+        self.all_bounded = rows.size == n and np.array_equal(cols, np.arange(n))
         # A_bᵀv = onto_variables(a·v)
         self.onto_variables = ColumnGather.of_entries(ops, np.arange(rows.size), cols,
                                                       np.ones(rows.size), (rows.size, n), p)
@@ -460,13 +461,18 @@ class BoundSpace:
                              empty], 1)
         return self.from_leads(take(lead, c.lead_order))
 
+    def at_bounds(self, x):
+        """x's entries at the bound rows' variables (x itself where every variable has
+        one bound row, in order: x ≥ 0)."""
+        return x if self.all_bounded else self.ops.take(x, self.cols)
+
     def P_times(self, x):
         return self.p * x
 
     def times(self, x):
         """A x: the other rows' dense product, the bound rows' entries."""
-        take = self.ops.take
-        return take(self.ops.cat([self.times_o(x), self.a * take(x, self.cols)], 1), self.order)
+        return self.ops.take(self.ops.cat([self.times_o(x), self.a * self.at_bounds(x)], 1),
+                             self.order)
 
     def times_t(self, y):
         """Aᵀ y."""
@@ -476,7 +482,7 @@ class BoundSpace:
 
     def times_i(self, x):
         """A_i x, the inequality rows' products (the equality rows' not formed)."""
-        bound = self.a * self.ops.take(x, self.cols)
+        bound = self.a * self.at_bounds(x)
         if not self.others_i.size:
             return bound                        # the bounds are the inequality rows, in order
         other = self.times_o(x)[:, self.equalities:]
@@ -540,7 +546,7 @@ class BoundSpace:
             dx = qinv * (a - self.times_o_t(u_o))
         else:
             u_o, dx = c[:, :0], qinv * a
-        u_b = (self.a * ops.take(dx, self.cols) - cb) / h
+        u_b = (self.a * self.at_bounds(dx) - cb) / h
         return dx, ops.take(ops.cat([u_o, u_b], 1), self.order)
 
 
@@ -1112,15 +1118,15 @@ class Derivative:
             w_o, x_K = solve(r2o - D_o(_mv(A_o, qinv * g + x_fixed)), g)
             x = qinv * (g + _mv_t(A_o, w_o)) + x_fixed + x_K
             t = bounds.p * x - _mv_t(A_o, w_o) - onto(a * known) - r1
-            w_b = ops.where(active > 0.5, ops.take(t, bounds.cols) / a, r2b)
+            w_b = ops.where(active > 0.5, bounds.at_bounds(t) / a, r2b)
         else:                    # M = [[P, AᵀD], [−A, I − D]]
             x_fixed = onto(-active * r2b / a)
             w_o, x_K = solve(r2o + _mv(A_o, qinv * r1 + x_fixed), r1)
             back = _mv_t(A_o, D_o(w_o))
             x = qinv * (r1 - back) + x_fixed + x_K
             t = r1 - bounds.p * x - back
-            w_b = ops.where(active > 0.5, ops.take(t, bounds.cols) / a,
-                            r2b + a * ops.take(x, bounds.cols))
+            w_b = ops.where(active > 0.5, bounds.at_bounds(t) / a,
+                            r2b + a * bounds.at_bounds(x))
         return ops.cat([x, ops.take(ops.cat([w_o, w_b], 1), bounds.order)], 1)
 
     def _strictly_complementary(self, y, s):
