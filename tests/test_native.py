@@ -566,6 +566,14 @@ def test_compiled_cone_kernels_equal_the_array_code(zero, nonneg, soc):
                                               v[:, zero + nonneg:, None])
                  for c in (compiled, generic)]
     np.testing.assert_allclose(*jacobians, rtol=1e-13, atol=1e-14)
+    n = 6                                  # the stopping error, NaN where a residual is
+    x, Px, c, rd = (r.normal(size=(B, n)) for _ in range(4))
+    re, ri, scales = r.normal(size=(B, zero)), r.normal(size=(B, mi)), r.uniform(1, 2, (2, B))
+    rd[2, 1] = np.nan
+    errors = [ipm.stopping_error(k, c, *scales, x, s, z, rd, re, ri, Px)
+              for k in (compiled, generic)]
+    np.testing.assert_allclose(*errors, rtol=1e-13)
+    assert np.isnan(errors[0][2])
 
 
 def test_soc_projection_jacobian_matches_central_differences():

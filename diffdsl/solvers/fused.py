@@ -204,8 +204,37 @@ def _kernels():
                         out[b, i, i] += r
         return out
 
+    @jit
+    def relative_error(x, s, z, rd, re, ri, Px, c, scale_b, scale_c):
+        """The method's stopping measure per element: max(‖rd‖∞/scale_c,
+        max(‖re‖∞, ‖ri‖∞)/scale_b, sᵀz/(1 + |xᵀPx| + |cᵀx|)); NaN where a residual is."""
+        B = x.shape[0]
+        out = np.empty(B)
+        for b in range(B):
+            xPx, cx, sz, dual, primal, nan = 0.0, 0.0, 0.0, 0.0, 0.0, False
+            for j in range(x.shape[1]):
+                xPx += x[b, j] * Px[b, j]
+                cx += c[b, j] * x[b, j]
+                a = abs(rd[b, j])
+                nan |= a != a
+                dual = max(dual, a)
+            for i in range(s.shape[1]):
+                sz += s[b, i] * z[b, i]
+                a = abs(ri[b, i])
+                nan |= a != a
+                primal = max(primal, a)
+            for i in range(re.shape[1]):
+                a = abs(re[b, i])
+                nan |= a != a
+                primal = max(primal, a)
+            gap = sz / (1.0 + abs(xPx) + abs(cx))
+            nan |= gap != gap
+            out[b] = np.nan if nan else max(max(dual / scale_c[b], primal / scale_b[b]), gap)
+        return out
+
     return dict(max_step=max_step, circ=circ, inv_circ=inv_circ, scaling=scaling,
-                scale=scale, project=project, projection_jacobian=projection_jacobian)
+                scale=scale, project=project, projection_jacobian=projection_jacobian,
+                relative_error=relative_error)
 
 
 class Kernels:
@@ -237,6 +266,9 @@ class Kernels:
 
     def project(self, v, zero: int):
         return self.k["project"](v, zero, self.nn, self.starts, self.sizes)
+
+    def relative_error(self, x, s, z, rd, re, ri, Px, c, scale_b, scale_c):
+        return self.k["relative_error"](x, s, z, rd, re, ri, Px, c, scale_b, scale_c)
 
     def projection_jacobian(self, vq):
         return self.k["projection_jacobian"](vq, self.starts - self.nn, self.sizes)

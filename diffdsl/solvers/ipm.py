@@ -782,11 +782,7 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         return rd, Ax[:, :zero] - be, Ax[:, zero:] + s - bi
 
     def relative_error(x, s, z, rd, re, ri, Px):
-        gap = ops.sum(s * z, 1) / (1.0 + ops.abs(ops.sum(x * Px, 1))
-                                   + ops.abs(ops.sum(c * x, 1)))
-        primal = ops.maximum(ops.amax(ops.abs(re), 1), ops.amax(ops.abs(ri), 1))
-        return ops.maximum(ops.maximum(ops.amax(ops.abs(rd), 1) / scale_c, primal / scale_b),
-                           gap)
+        return stopping_error(cones, c, scale_b, scale_c, x, s, z, rd, re, ri, Px)
 
     def state_at(x, ye, s, z, best, iterations, stalled):
         Px = prod.P_times(x)
@@ -866,6 +862,18 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
     status = ops.where(error <= tol, float(OPTIMAL), ops.where(
         error <= INACCURATE, float(OPTIMAL_INACCURATE), float(ITERATION_LIMIT)))
     return best["x"], y, slack, status, state["iterations"], error
+
+
+def stopping_error(cones: Cones, c, scale_b, scale_c, x, s, z, rd, re, ri, Px):
+    """The method's relative error per element: max(‖rd‖∞/scale_c, max(‖re‖∞, ‖ri‖∞)/scale_b,
+    sᵀz/(1 + |xᵀPx| + |cᵀx|)), for residuals rd (dual), re (equality rows), ri (inequality
+    rows)."""
+    if cones.kernels is not None and c.shape[0] == x.shape[0]:
+        return cones.kernels.relative_error(x, s, z, rd, re, ri, Px, c, scale_b, scale_c)
+    ops = cones.ops
+    gap = ops.sum(s * z, 1) / (1.0 + ops.abs(ops.sum(x * Px, 1)) + ops.abs(ops.sum(c * x, 1)))
+    primal = ops.maximum(ops.amax(ops.abs(re), 1), ops.amax(ops.abs(ri), 1))
+    return ops.maximum(ops.maximum(ops.amax(ops.abs(rd), 1) / scale_c, primal / scale_b), gap)
 
 
 def solve_polished(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: int = 50,
