@@ -662,26 +662,30 @@ def test_column_gathers_equal_the_dense_products(name):
 
 
 @pytest.mark.parametrize("name", ["numpy", "hybrid", "torch", "jax"])
-def test_definite_factorizations_solve_like_lu(name):
-    """``factor_definite`` (Cholesky where the whole batch is definite, else LU) solves a
-    definite batch and an indefinite one like a dense solve."""
+@pytest.mark.parametrize("k", [6, 40], ids=["compiled loops", "LAPACK"])
+def test_definite_factorizations_solve_like_lu(name, k):
+    """``factor_definite`` (Cholesky where the whole batch is definite, else LU; on NumPy
+    arrays small systems by compiled loops) solves a definite batch and an indefinite one
+    like a dense solve."""
     pytest.importorskip("jax" if name == "jax" else "torch" if name != "numpy" else name)
-    from diffdsl.solvers import arrays
+    from diffdsl.solvers import arrays, fused
     ops = arrays.namespace(name)
-    X = rng.normal(size=(5, 6, 6))
-    definite = X @ X.swapaxes(1, 2) + np.eye(6)
-    indefinite = definite - 4.0 * np.eye(6) * (np.arange(5) == 2)[:, None, None]
-    rhs = rng.normal(size=(5, 6))
+    X = rng.normal(size=(5, k, k))
+    definite = X @ X.swapaxes(1, 2) + np.eye(k)
+    indefinite = definite - 4.0 * k * np.eye(k) * (np.arange(5) == 2)[:, None, None]
+    rhs = rng.normal(size=(5, k))
     precision = contextlib.nullcontext()
     if name == "jax":
         import jax
         precision = jax.enable_x64(True)
+    cholesky = name in ("hybrid", "torch") or (
+        name == "numpy" and k <= arrays.SMALL_CHOLESKY and fused.available())
     with precision:
         for K in (definite, indefinite):
             if K is indefinite:
                 assert np.linalg.eigvalsh(K).min() < 0
             factors = ops.factor_definite(ops.constant(K))
-            if name in ("hybrid", "torch"):
+            if cholesky:
                 assert isinstance(factors, arrays.Cholesky) == (K is definite)
             got = ops.to_numpy(ops.solve(factors, ops.constant(rhs)))
             np.testing.assert_allclose(got, np.linalg.solve(K, rhs[..., None])[..., 0],

@@ -19,10 +19,15 @@ import threading
 import numpy as np
 
 from ..diff.threads import cores, per_process, single_threaded_openmp
+from . import fused
 
 #: multiply-adds of one batched dense operation from which NumPy and the hybrid namespace
 #: compute its batch in two halves on two threads (below, the hand-over costs more)
 PARALLEL_WORK = 1e6
+#: size up to which NumPy arrays' definite systems are factored and solved by compiled
+#: loops (``fused``, numba): at 7 unknowns a quarter of LAPACK's and PyTorch's time with
+#: their calls' overhead, even at 32, slower from ~50
+SMALL_CHOLESKY = 32
 
 
 @dataclasses.dataclass
@@ -194,11 +199,23 @@ class NumpyArrays:
     def factor_definite(self, K):
         """A factorization of every matrix of the batch K (B, k, k), symmetric and, where it
         pays, known to be positive definite: Cholesky where it succeeds for the whole batch
-        (half an LU's work), else LU. (Here always LU: SciPy's Cholesky is not batched.)"""
-        return self.factor(K)
+        (half an LU's work), else LU. (Here Cholesky for small systems only, by compiled
+        loops: SciPy's Cholesky is not batched.)"""
+        return self._compiled_cholesky(K) or self.factor(K)
+
+    def _compiled_cholesky(self, K):
+        """Cholesky(L) of a batch of small definite systems by ``fused``'s loops, or None:
+        another namespace, larger systems, no numba, or a pivot that is not positive."""
+        if (self.name not in ("numpy", "hybrid") or K.shape[-1] > SMALL_CHOLESKY
+                or not fused.available()):
+            return None
+        L, ok = fused.cholesky(np.ascontiguousarray(K))
+        return Cholesky(L) if ok else None
 
     def solve(self, factors, rhs, transpose: bool = False):
         """K⁻¹ rhs (or K⁻ᵀ rhs) per element; rhs (B, k) (one factorization may serve all)."""
+        if isinstance(factors, Cholesky):                 # (K symmetric: no transpose)
+            return fused.cholesky_solve(factors.L, rhs)
         import scipy.linalg
         if len(factors) == 1:
             factors = factors * len(rhs)
@@ -518,7 +535,11 @@ class HybridArrays(NumpyArrays):
                              join)
 
     def factor_definite(self, K):
-        """NumPy's batched Cholesky (faster than PyTorch's on the CPU), else LU."""
+        """Compiled loops for small systems; else NumPy's batched Cholesky (faster than
+        PyTorch's on the CPU), else LU."""
+        compiled = self._compiled_cholesky(K)
+        if compiled is not None:
+            return compiled
         B, k = K.shape[0], K.shape[-1]
         try:
             L = in_halves(np.linalg.cholesky, (K,), B * k ** 3 / 6, _concatenate)
@@ -527,6 +548,8 @@ class HybridArrays(NumpyArrays):
         return Cholesky(self._tensor(L))
 
     def solve(self, factors, rhs, transpose: bool = False):
+        if isinstance(factors, Cholesky) and isinstance(factors.L, np.ndarray):
+            return fused.cholesky_solve(factors.L, rhs)           # (compiled loops' factor)
         with self._plain():
             return self.torch.solve(factors, self._tensor(rhs), transpose).numpy()
 

@@ -232,9 +232,62 @@ def _kernels():
             out[b] = np.nan if nan else max(max(dual / scale_c[b], primal / scale_b[b]), gap)
         return out
 
+    @jit
+    def cholesky(K):
+        """(L, ok): K = LLᵀ per element of (B, k, k); ok is False where a pivot is not
+        positive (L is then not a factor)."""
+        B, k = K.shape[0], K.shape[1]
+        L = np.zeros((B, k, k))
+        ok = True
+        for b in range(B):
+            for j in range(k):
+                d = K[b, j, j]
+                for p in range(j):
+                    d -= L[b, j, p] * L[b, j, p]
+                if not d > 0.0:
+                    ok = False
+                    d = 1.0
+                L[b, j, j] = np.sqrt(d)
+                for i in range(j + 1, k):
+                    v = K[b, i, j]
+                    for p in range(j):
+                        v -= L[b, i, p] * L[b, j, p]
+                    L[b, i, j] = v / L[b, j, j]
+        return L, ok
+
+    @jit
+    def cholesky_solve(L, rhs):
+        """K⁻¹ rhs per element from K's factor L (B or 1, k, k), rhs (B, k)."""
+        B, k = rhs.shape
+        out = np.empty((B, k))
+        y = np.empty(k)
+        for b in range(B):
+            f = b if L.shape[0] > 1 else 0
+            for i in range(k):
+                v = rhs[b, i]
+                for p in range(i):
+                    v -= L[f, i, p] * y[p]
+                y[i] = v / L[f, i, i]
+            for i in range(k - 1, -1, -1):
+                v = y[i]
+                for p in range(i + 1, k):
+                    v -= L[f, p, i] * out[b, p]
+                out[b, i] = v / L[f, i, i]
+        return out
+
     return dict(max_step=max_step, circ=circ, inv_circ=inv_circ, scaling=scaling,
                 scale=scale, project=project, projection_jacobian=projection_jacobian,
-                relative_error=relative_error)
+                relative_error=relative_error, cholesky=cholesky,
+                cholesky_solve=cholesky_solve)
+
+
+def cholesky(K):
+    """(L, ok) of a batch of small definite matrices (``_kernels``' loops)."""
+    return _kernels()["cholesky"](K)
+
+
+def cholesky_solve(L, rhs):
+    return _kernels()["cholesky_solve"](L, rhs)
 
 
 class Kernels:
