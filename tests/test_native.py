@@ -692,6 +692,32 @@ def test_definite_factorizations_solve_like_lu(name, k):
                                        rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["numpy", "hybrid", "torch"])
+@pytest.mark.parametrize("k", [6, 30], ids=["compiled loops", "LAPACK"])
+def test_lu_factorizations_solve_both_ways_and_flag_singular_elements(name, k):
+    """``factor`` (on NumPy arrays small systems by compiled loops, ``fused.lu``): solves
+    with K and Kᵀ like a dense solve, from one factorization per element or one for the
+    whole batch, and ``pivots_ok`` flags the singular element."""
+    pytest.importorskip("torch" if name != "numpy" else name)
+    from diffdsl.solvers import arrays
+    ops = arrays.namespace(name)
+    K = rng.normal(size=(5, k, k))
+    K[3, :, -1] = K[3, :, 0]                              # element 3 singular
+    rhs = rng.normal(size=(5, k))
+    factors = ops.factor(ops.constant(K))
+    np.testing.assert_array_equal(ops.to_numpy(ops.pivots_ok(factors)), np.arange(5) != 3)
+    fine = np.arange(5) != 3
+    for transpose in (False, True):
+        M = K.swapaxes(1, 2) if transpose else K
+        got = ops.to_numpy(ops.solve(factors, ops.constant(rhs), transpose))
+        np.testing.assert_allclose(got[fine], np.linalg.solve(M[fine], rhs[fine, :, None])[..., 0],
+                                   rtol=1e-9, atol=1e-10)
+        shared = ops.to_numpy(ops.solve(ops.factor(ops.constant(K[:1])), ops.constant(rhs),
+                                        transpose))
+        np.testing.assert_allclose(shared, np.linalg.solve(M[:1], rhs[..., None])[..., 0],
+                                   rtol=1e-9, atol=1e-10)
+
+
 @pytest.mark.parametrize("name", ["numpy", "hybrid"])
 def test_batches_split_across_two_threads_give_the_whole_batchs_answers(name, monkeypatch):
     """With every operation split in halves (``PARALLEL_WORK`` = 0; on two cores), gram

@@ -28,6 +28,18 @@ PARALLEL_WORK = 1e6
 #: loops (``fused``, numba): at 7 unknowns a quarter of LAPACK's and PyTorch's time with
 #: their calls' overhead, even at 32, slower from ~50
 SMALL_CHOLESKY = 32
+#: ... and general systems by compiled LU loops (at 7 unknowns half of PyTorch's time with
+#: its calls' overhead, slower from ~20)
+SMALL_LU = 16
+
+
+@dataclasses.dataclass
+class CompiledLU:
+    """A batch's LU factors from ``fused.lu`` (LAPACK's layout: L unit lower and U upper in
+    one array, row swaps as pivots)."""
+
+    lu: np.ndarray
+    pivots: np.ndarray
 
 
 @dataclasses.dataclass
@@ -189,6 +201,9 @@ class NumpyArrays:
     # dense batched linear algebra ----------------------------------------------------
     def factor(self, K):
         """A factorization of every matrix of the batch K (B, k, k)."""
+        compiled = self._compiled_lu(K)
+        if compiled is not None:
+            return compiled
         import warnings
 
         import scipy.linalg
@@ -203,6 +218,13 @@ class NumpyArrays:
         loops: SciPy's Cholesky is not batched.)"""
         return self._compiled_cholesky(K) or self.factor(K)
 
+    def _compiled_lu(self, K):
+        """``fused``'s LU of a batch of small matrices, or None (another namespace, larger
+        systems, no numba)."""
+        if self.name not in ("numpy", "hybrid") or K.shape[-1] > SMALL_LU or not fused.available():
+            return None
+        return CompiledLU(*fused.lu(np.ascontiguousarray(K)))
+
     def _compiled_cholesky(self, K):
         """Cholesky(L) of a batch of small definite systems by ``fused``'s loops, or None:
         another namespace, larger systems, no numba, or a pivot that is not positive."""
@@ -216,6 +238,8 @@ class NumpyArrays:
         """K⁻¹ rhs (or K⁻ᵀ rhs) per element; rhs (B, k) (one factorization may serve all)."""
         if isinstance(factors, Cholesky):                 # (K symmetric: no transpose)
             return fused.cholesky_solve(factors.L, rhs)
+        if isinstance(factors, CompiledLU):
+            return fused.lu_solve(factors.lu, factors.pivots, rhs, transpose)
         import scipy.linalg
         if len(factors) == 1:
             factors = factors * len(rhs)
@@ -224,6 +248,8 @@ class NumpyArrays:
 
     def pivots_ok(self, factors, tol: float = 1e-12):
         """Per element: whether its factorization's pivots are all nonzero (relative)."""
+        if isinstance(factors, CompiledLU):
+            return _pivots_ok(np, factors.lu, tol)
         out = []
         for lu, _ in factors:
             d = np.abs(np.diag(lu))
@@ -522,6 +548,9 @@ class HybridArrays(NumpyArrays):
         return self.torch.torch._C._DisableFuncTorch()
 
     def factor(self, K):
+        compiled = self._compiled_lu(K)
+        if compiled is not None:
+            return compiled
         B, k = K.shape[0], K.shape[-1]
 
         def join(first, second):
@@ -548,14 +577,17 @@ class HybridArrays(NumpyArrays):
         return Cholesky(self._tensor(L))
 
     def solve(self, factors, rhs, transpose: bool = False):
-        if isinstance(factors, Cholesky) and isinstance(factors.L, np.ndarray):
-            return fused.cholesky_solve(factors.L, rhs)           # (compiled loops' factor)
+        if isinstance(factors, (Cholesky, CompiledLU)) and not self.torch.torch.is_tensor(
+                factors.L if isinstance(factors, Cholesky) else factors.lu):
+            return super().solve(factors, rhs, transpose)        # compiled loops' factors
         with self._plain():
             return self.torch.solve(factors, self._tensor(rhs), transpose).numpy()
 
     def pivots_ok(self, factors, tol: float = 1e-12):
         """Read through NumPy (a view of the factor's memory): a third of PyTorch's time
         on small batches."""
+        if isinstance(factors, CompiledLU):
+            return _pivots_ok(np, factors.lu, tol)
         with self._plain():
             return _pivots_ok(np, factors[0].numpy(), tol)
 

@@ -3,9 +3,12 @@
 On the CPU a small batch (32 elements of ~60 rows) spends the interior-point method's time
 in the overhead of its many small array operations, not in arithmetic: a step length is
 ~20 NumPy calls (~27 µs), one loop here (~4 µs). These kernels compute exactly what the
-generic array code of ``ipm.Cones``, ``ipm.Scaling``, ``ipm.project_dual`` and
-``Derivative._soc_jacobian`` computes (tests hold them to each other at rounding), for
-float64 arrays of the NumPy namespaces; PyTorch and JAX keep the generic code.
+generic array code of ``ipm.Cones``, ``ipm.Scaling``, ``ipm.project_dual``,
+``ipm.stopping_error`` and ``Derivative._soc_jacobian`` computes (tests hold them to each
+other at rounding), for float64 arrays of the NumPy namespaces; PyTorch and JAX keep the
+generic code. Small dense systems are factored and solved here too (Cholesky, and LU with
+partial pivoting in LAPACK's layout), where LAPACK's and PyTorch's per-call overhead
+outweighs their arithmetic (``arrays.SMALL_CHOLESKY``, ``arrays.SMALL_LU``).
 
 Layout: an inequality vector (B, mi) holds ``nn`` nonnegative rows, then the second-order
 cones, cone k on rows starts[k] : starts[k] + sizes[k] (head first).
@@ -21,12 +24,14 @@ TINY = 1e-300
 
 @functools.cache
 def _numba():
-    """numba's ``njit`` (cached compilation, the GIL released), or None without numba."""
+    """numba's ``njit`` (cached compilation, the GIL released, NumPy's error model: a
+    division by zero gives inf or NaN as in the array code, not an exception), or None
+    without numba."""
     try:
         import numba
     except ImportError:
         return None
-    return functools.partial(numba.njit, cache=True, nogil=True)
+    return functools.partial(numba.njit, cache=True, nogil=True, error_model="numpy")
 
 
 def available() -> bool:
@@ -275,10 +280,69 @@ def _kernels():
                 out[b, i] = v / L[f, i, i]
         return out
 
+    @jit
+    def lu(K):
+        """(LU, pivots) per element of (B, k, k), LAPACK's getrf: partial pivoting, L unit
+        lower and U upper in one array; a zero pivot is left in place (``pivots_ok``)."""
+        B, k = K.shape[0], K.shape[1]
+        LU = K.copy()
+        piv = np.empty((B, k), np.int64)
+        for b in range(B):
+            for j in range(k):
+                p, big = j, abs(LU[b, j, j])
+                for i in range(j + 1, k):
+                    if abs(LU[b, i, j]) > big:
+                        p, big = i, abs(LU[b, i, j])
+                piv[b, j] = p
+                if p != j:
+                    for col in range(k):
+                        LU[b, j, col], LU[b, p, col] = LU[b, p, col], LU[b, j, col]
+                d = LU[b, j, j]
+                if d != 0.0:
+                    for i in range(j + 1, k):
+                        f = LU[b, i, j] / d
+                        LU[b, i, j] = f
+                        for col in range(j + 1, k):
+                            LU[b, i, col] -= f * LU[b, j, col]
+        return LU, piv
+
+    @jit
+    def lu_solve(LU, piv, rhs, transpose):
+        """K⁻¹ rhs (Kᵀ⁻¹ rhs with ``transpose``) per element from ``lu``'s factors (B or 1)."""
+        B, k = rhs.shape
+        out = np.empty((B, k))
+        for b in range(B):
+            f = b if LU.shape[0] > 1 else 0
+            x = rhs[b].copy()
+            if not transpose:               # P K = L U: x = U⁻¹ L⁻¹ P rhs
+                for j in range(k):
+                    p = piv[f, j]
+                    x[j], x[p] = x[p], x[j]
+                for i in range(k):
+                    for j in range(i):
+                        x[i] -= LU[f, i, j] * x[j]
+                for i in range(k - 1, -1, -1):
+                    for j in range(i + 1, k):
+                        x[i] -= LU[f, i, j] * x[j]
+                    x[i] /= LU[f, i, i]
+            else:                           # Kᵀ = Uᵀ Lᵀ P: x = Pᵀ L⁻ᵀ U⁻ᵀ rhs
+                for i in range(k):
+                    for j in range(i):
+                        x[i] -= LU[f, j, i] * x[j]
+                    x[i] /= LU[f, i, i]
+                for i in range(k - 1, -1, -1):
+                    for j in range(i + 1, k):
+                        x[i] -= LU[f, j, i] * x[j]
+                for j in range(k - 1, -1, -1):
+                    p = piv[f, j]
+                    x[j], x[p] = x[p], x[j]
+            out[b] = x
+        return out
+
     return dict(max_step=max_step, circ=circ, inv_circ=inv_circ, scaling=scaling,
                 scale=scale, project=project, projection_jacobian=projection_jacobian,
                 relative_error=relative_error, cholesky=cholesky,
-                cholesky_solve=cholesky_solve)
+                cholesky_solve=cholesky_solve, lu=lu, lu_solve=lu_solve)
 
 
 def cholesky(K):
@@ -325,3 +389,12 @@ class Kernels:
 
     def projection_jacobian(self, vq):
         return self.k["projection_jacobian"](vq, self.starts - self.nn, self.sizes)
+
+
+def lu(K):
+    """(LU, pivots) of a batch of small matrices (``_kernels``' loops)."""
+    return _kernels()["lu"](K)
+
+
+def lu_solve(LU, piv, rhs, transpose: bool):
+    return _kernels()["lu_solve"](LU, piv, rhs, transpose)
