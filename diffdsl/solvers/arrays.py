@@ -577,8 +577,8 @@ class HybridArrays(NumpyArrays):
         return Cholesky(self._tensor(L))
 
     def solve(self, factors, rhs, transpose: bool = False):
-        if isinstance(factors, (Cholesky, CompiledLU)) and not self.torch.torch.is_tensor(
-                factors.L if isinstance(factors, Cholesky) else factors.lu):
+        if isinstance(factors, CompiledLU) or (isinstance(factors, Cholesky)
+                                               and isinstance(factors.L, np.ndarray)):
             return super().solve(factors, rhs, transpose)        # compiled loops' factors
         with self._plain():
             return self.torch.solve(factors, self._tensor(rhs), transpose).numpy()
@@ -587,7 +587,7 @@ class HybridArrays(NumpyArrays):
         """Read through NumPy (a view of the factor's memory): a third of PyTorch's time
         on small batches."""
         if isinstance(factors, CompiledLU):
-            return _pivots_ok(np, factors.lu, tol)
+            return super().pivots_ok(factors, tol)
         with self._plain():
             return _pivots_ok(np, factors[0].numpy(), tol)
 

@@ -1,4 +1,5 @@
-"""The cone algebra of ``ipm`` as compiled loops over NumPy arrays (numba, where installed).
+"""The native method's cone algebra and small factorizations as compiled loops over NumPy
+arrays (numba, where installed).
 
 On the CPU a small batch (32 elements of ~60 rows) spends the interior-point method's time
 in the overhead of its many small array operations, not in arithmetic: a step length is
@@ -354,6 +355,15 @@ def cholesky_solve(L, rhs):
     return _kernels()["cholesky_solve"](L, rhs)
 
 
+def lu(K):
+    """(LU, pivots) of a batch of small matrices (``_kernels``' loops)."""
+    return _kernels()["lu"](K)
+
+
+def lu_solve(LU, piv, rhs, transpose: bool):
+    return _kernels()["lu_solve"](LU, piv, rhs, transpose)
+
+
 class Kernels:
     """The compiled kernels bound to one cone layout (``ipm.Cones``'s rows)."""
 
@@ -389,12 +399,3 @@ class Kernels:
 
     def projection_jacobian(self, vq):
         return self.k["projection_jacobian"](vq, self.starts - self.nn, self.sizes)
-
-
-def lu(K):
-    """(LU, pivots) of a batch of small matrices (``_kernels``' loops)."""
-    return _kernels()["lu"](K)
-
-
-def lu_solve(LU, piv, rhs, transpose: bool):
-    return _kernels()["lu_solve"](LU, piv, rhs, transpose)
