@@ -718,6 +718,22 @@ def test_lu_factorizations_solve_both_ways_and_flag_singular_elements(name, k):
                                    rtol=1e-9, atol=1e-10)
 
 
+def test_torch_takes_a_constant_numpy_index_to_the_device_once():
+    """PyTorch indexing with a NumPy array copies it to the tensor's device on every call;
+    ``take`` converts each constant index once per device and reuses it."""
+    torch = pytest.importorskip("torch")
+    from diffdsl.solvers import arrays
+    ops = arrays.namespace("torch")
+    a = torch.as_tensor(rng.normal(size=(3, 7)))
+    index = np.array([4, 0, 4, 6])
+    arrays._device_index.cache_clear()
+    first, second = ops.take(a, index), ops.take(a, index.copy())
+    np.testing.assert_array_equal(first.numpy(), a.numpy()[:, index])
+    np.testing.assert_array_equal(second.numpy(), first.numpy())
+    info = arrays._device_index.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+
+
 @pytest.mark.parametrize("name", ["numpy", "hybrid"])
 def test_batches_split_across_two_threads_give_the_whole_batchs_answers(name, monkeypatch):
     """With every operation split in halves (``PARALLEL_WORK`` = 0; on two cores), gram

@@ -402,6 +402,9 @@ class TorchArrays(NumpyArrays):
         return self.torch.argsort((~mask).to(self.torch.int8), dim=1, stable=True), mask.sum(1)
 
     def take(self, a, index, axis: int = 1):
+        if isinstance(index, np.ndarray):           # a constant index: on a's device once
+            index = _device_index(index.tobytes(), index.dtype.str, index.shape,
+                                  str(a.device))
         return a[(slice(None),) * axis + (index,)]
 
     def take_along(self, a, index, axis):
@@ -595,6 +598,15 @@ class HybridArrays(NumpyArrays):
         with self._plain():
             inverse, ok = self.torch.spd_inverse(self._tensor(P), tol)
             return inverse.numpy(), ok.numpy()
+
+
+@functools.lru_cache(maxsize=4096)
+def _device_index(data: bytes, dtype: str, shape: tuple, device: str):
+    """A constant NumPy index as a PyTorch tensor on ``device``, made once: indexing with
+    the NumPy array itself copies it to the device on every call (the bound space's row and
+    column sets, the column classes' gathers)."""
+    import torch
+    return torch.as_tensor(np.frombuffer(data, dtype).reshape(shape).copy(), device=device)
 
 
 def _pivots_ok(xp, lu, tol: float):
