@@ -25,9 +25,9 @@ from . import fused
 #: compute its batch in two halves on two threads (below, the hand-over costs more)
 PARALLEL_WORK = 1e6
 #: size up to which NumPy arrays' definite systems are factored and solved by compiled
-#: loops (``fused``, numba): at 7 unknowns a quarter of LAPACK's and PyTorch's time with
-#: their calls' overhead, even at 32, slower from ~50
-SMALL_CHOLESKY = 32
+#: loops (``fused``, numba): at 7 unknowns a third of LAPACK's and PyTorch's time with
+#: their calls' overhead, at 50 four fifths (its inner products vectorized), slower at 64
+SMALL_CHOLESKY = 56
 #: ... and general systems by compiled LU loops (at 7 unknowns half of PyTorch's time with
 #: its calls' overhead, slower from ~20)
 SMALL_LU = 16
@@ -228,10 +228,11 @@ class NumpyArrays:
     def _compiled_cholesky(self, K):
         """Cholesky(L) of a batch of small definite systems by ``fused``'s loops, or None:
         another namespace, larger systems, no numba, or a pivot that is not positive."""
-        if (self.name not in ("numpy", "hybrid") or K.shape[-1] > SMALL_CHOLESKY
-                or not fused.available()):
+        B, k = K.shape[0], K.shape[-1]
+        if self.name not in ("numpy", "hybrid") or k > SMALL_CHOLESKY or not fused.available():
             return None
-        L, ok = fused.cholesky(np.ascontiguousarray(K))
+        L, ok = in_halves(fused.cholesky, (np.ascontiguousarray(K),), B * k ** 3 / 6,
+                          lambda a, b: (np.concatenate([a[0], b[0]]), a[1] and b[1]))
         return Cholesky(L) if ok else None
 
     def solve(self, factors, rhs, transpose: bool = False):

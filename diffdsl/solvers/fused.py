@@ -35,6 +35,13 @@ def _numba():
     return functools.partial(numba.njit, cache=True, nogil=True, error_model="numpy")
 
 
+def _reassociating(jit):
+    """``jit`` that may reassociate sums and fuse multiply-adds (LLVM then vectorizes the
+    factorizations' inner products: a 50 × 50 Cholesky a third faster); NaN and inf keep
+    their meaning. The cone kernels do not take it: they stay equal to the array code."""
+    return functools.partial(jit, fastmath={"reassoc", "contract"})
+
+
 def available() -> bool:
     return _numba() is not None
 
@@ -42,6 +49,7 @@ def available() -> bool:
 @functools.cache
 def _kernels():
     jit = _numba()
+    linear_algebra = _reassociating(jit)
 
     @jit
     def max_step(u, du, nn, starts, sizes):
@@ -238,7 +246,7 @@ def _kernels():
             out[b] = np.nan if nan else max(max(dual / scale_c[b], primal / scale_b[b]), gap)
         return out
 
-    @jit
+    @linear_algebra
     def cholesky(K):
         """(L, ok): K = LLᵀ per element of (B, k, k); ok is False where a pivot is not
         positive (L is then not a factor)."""
@@ -261,7 +269,7 @@ def _kernels():
                     L[b, i, j] = v / L[b, j, j]
         return L, ok
 
-    @jit
+    @linear_algebra
     def cholesky_solve(L, rhs):
         """K⁻¹ rhs per element from K's factor L (B or 1, k, k), rhs (B, k)."""
         B, k = rhs.shape
@@ -281,7 +289,7 @@ def _kernels():
                 out[b, i] = v / L[f, i, i]
         return out
 
-    @jit
+    @linear_algebra
     def lu(K):
         """(LU, pivots) per element of (B, k, k), LAPACK's getrf: partial pivoting, L unit
         lower and U upper in one array; a zero pivot is left in place (``pivots_ok``)."""
@@ -307,7 +315,7 @@ def _kernels():
                             LU[b, i, col] -= f * LU[b, j, col]
         return LU, piv
 
-    @jit
+    @linear_algebra
     def lu_solve(LU, piv, rhs, transpose):
         """K⁻¹ rhs (Kᵀ⁻¹ rhs with ``transpose``) per element from ``lu``'s factors (B or 1)."""
         B, k = rhs.shape
