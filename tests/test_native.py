@@ -662,7 +662,7 @@ def test_column_gathers_equal_the_dense_products(name):
 
 
 @pytest.mark.parametrize("name", ["numpy", "hybrid", "torch", "jax"])
-@pytest.mark.parametrize("k", [6, 40], ids=["compiled loops", "LAPACK"])
+@pytest.mark.parametrize("k", [6, 64], ids=["compiled loops", "LAPACK"])
 def test_definite_factorizations_solve_like_lu(name, k):
     """``factor_definite`` (Cholesky where the whole batch is definite, else LU; on NumPy
     arrays small systems by compiled loops) solves a definite batch and an indefinite one
