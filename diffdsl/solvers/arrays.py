@@ -218,10 +218,16 @@ class NumpyArrays:
         loops: SciPy's Cholesky is not batched.)"""
         return self._compiled_cholesky(K) or self.factor(K)
 
+    def compiled_loops(self) -> bool:
+        """Whether ``fused``'s compiled loops serve this namespace: NumPy arrays (the
+        ``numpy`` and ``hybrid`` namespaces, not PyTorch's or JAX's, which inherit from
+        this class) with numba installed."""
+        return self.name in ("numpy", "hybrid") and fused.available()
+
     def _compiled_lu(self, K):
         """``fused``'s LU of a batch of small matrices, or None (another namespace, larger
         systems, no numba)."""
-        if self.name not in ("numpy", "hybrid") or K.shape[-1] > SMALL_LU or not fused.available():
+        if K.shape[-1] > SMALL_LU or not self.compiled_loops():
             return None
         return CompiledLU(*fused.lu(np.ascontiguousarray(K)))
 
@@ -229,7 +235,7 @@ class NumpyArrays:
         """Cholesky(L) of a batch of small definite systems by ``fused``'s loops, or None:
         another namespace, larger systems, no numba, or a pivot that is not positive."""
         B, k = K.shape[0], K.shape[-1]
-        if self.name not in ("numpy", "hybrid") or k > SMALL_CHOLESKY or not fused.available():
+        if k > SMALL_CHOLESKY or not self.compiled_loops():
             return None
         L, ok = in_halves(fused.cholesky, (np.ascontiguousarray(K),), B * k ** 3 / 6,
                           lambda a, b: (np.concatenate([a[0], b[0]]), a[1] and b[1]))

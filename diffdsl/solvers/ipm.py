@@ -88,8 +88,7 @@ class Cones:
         self.head_of_row = ops.index(np.flatnonzero(head)[cone_of_row], like)
         self.degree = self.nonneg + K
         # compiled loops for the cone algebra on NumPy arrays (numba, where installed)
-        self.kernels = (fused.Kernels(self.nonneg, self.soc)
-                        if ops.name in ("numpy", "hybrid") and fused.available() else None)
+        self.kernels = fused.Kernels(self.nonneg, self.soc) if ops.compiled_loops() else None
 
     @classmethod
     def of(cls, ops, dims, like=None) -> "Cones":
@@ -404,7 +403,6 @@ class BoundSpace:
         self.others, self.order, self.equalities, self.others_i, self.order_i = _row_sets(
             np.asarray(rows, np.int64).tobytes(), m, zero)
         self.p, self.a = p, ops.contiguous(A[:, rows, cols])              # (·, n), (·, nb)
-        self.all_bounded = rows.size == n and np.array_equal(cols, np.arange(n))
         # A_bᵀv = onto_variables(a·v)
         self.onto_variables = ColumnGather.of_entries(ops, np.arange(rows.size), cols,
                                                       np.ones(rows.size), (rows.size, n), p)
@@ -464,7 +462,7 @@ class BoundSpace:
     def at_bounds(self, x):
         """x's entries at the bound rows' variables (x itself where every variable has
         one bound row, in order: x ≥ 0)."""
-        return x if self.all_bounded else self.ops.take(x, self.cols)
+        return x if self.onto_variables.identity else self.ops.take(x, self.cols)
 
     def P_times(self, x):
         return self.p * x
@@ -781,13 +779,10 @@ def interior_point(ops, cones: Cones, P, c, A, b, tol: float = 1e-10, max_iter: 
         Ax = prod.times(x)
         return rd, Ax[:, :zero] - be, Ax[:, zero:] + s - bi
 
-    def relative_error(x, s, z, rd, re, ri, Px):
-        return stopping_error(cones, c, scale_b, scale_c, x, s, z, rd, re, ri, Px)
-
     def state_at(x, ye, s, z, best, iterations, stalled):
         Px = prod.P_times(x)
         rd, re, ri = residuals(x, ye, s, z, Px)
-        error = relative_error(x, s, z, rd, re, ri, Px)
+        error = stopping_error(cones, c, scale_b, scale_c, x, s, z, rd, re, ri, Px)
         better = error < best["error"]
         stalled = ops.where(better, 0.0, stalled + 1.0)
         now = dict(error=error, x=x, ye=ye, s=s, z=z)
